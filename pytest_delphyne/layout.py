@@ -1,0 +1,72 @@
+"""File names of an experiment's output directory, and the paths built from them.
+
+Everything an experiment writes lives under its output directory:
+
+    <output_dir>/experiment.yaml              the state (see `state.py`)
+    <output_dir>/experiment.journal           results recorded since the last fold
+    <output_dir>/.run.lock                    the run lock, and who holds it
+    <output_dir>/configs/<name>/result.yaml   a config's outcome
+    <output_dir>/configs/<name>/cache.yaml    its recorded oracle calls
+    <output_dir>/configs/<name>/log.txt       its log messages
+    <output_dir>/configs/<name>/exception.txt the traceback of a failed run
+    <output_dir>/results_summary.csv          one row per config
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+STATE_FILE = "experiment.yaml"
+JOURNAL_FILE = "experiment.journal"
+LOCK_FILE = ".run.lock"
+LOCK_HOLDER_FILE = ".run.lock.holder"
+CONFIGS_DIR = "configs"
+RESULT_FILE = "result.yaml"
+CACHE_FILE = "cache.yaml"
+LOG_FILE = "log.txt"
+EXCEPTION_FILE = "exception.txt"
+RAW_TRACE_FILE = "trace.yaml"
+BROWSABLE_TRACE_FILE = "trace.html"
+SUMMARY_FILE = "results_summary.csv"
+SNAPSHOTS_DIR = "snapshots"
+
+
+def path_stem(path: Path | str) -> str:
+    """The name of a file without its directory or any of its suffixes.
+
+    Handy to name an output directory after the script that defines the experiment:
+    `output_dir=f"output/{path_stem(__file__)}"`.
+    """
+    path = Path(path)
+    while path.suffix:
+        path = path.with_suffix("")
+    return path.name
+
+
+def state_file_path(output_dir: Path) -> Path:
+    return output_dir / STATE_FILE
+
+
+def journal_file_path(output_dir: Path) -> Path:
+    return output_dir / JOURNAL_FILE
+
+
+def config_dir(output_dir: Path, config_name: str) -> Path:
+    """The directory holding every file of one config."""
+    return output_dir / CONFIGS_DIR / config_name
+
+
+def result_file_path(output_dir: Path, config_name: str) -> Path:
+    return config_dir(output_dir, config_name) / RESULT_FILE
+
+
+def cache_file_path(output_dir: Path, config_name: str) -> Path:
+    return config_dir(output_dir, config_name) / CACHE_FILE
+
+
+def exception_file_path(output_dir: Path, config_name: str) -> Path:
+    return config_dir(output_dir, config_name) / EXCEPTION_FILE
+
+
+def summary_file_path(output_dir: Path) -> Path:
+    return output_dir / SUMMARY_FILE

@@ -1,0 +1,3 @@
+"""The `pytest11` entry point of pytest-delphyne."""
+
+from __future__ import annotations
