@@ -1,0 +1,398 @@
+"""The request cache: every oracle call of a config, recorded as it is made.
+
+A config's LLM requests and expensive computations go through one `RequestCache`,
+which keys each call by what is called (`key`), its arguments in canonical JSON, and
+its *occurrence*: the same request asked three times is three entries, replayed in
+the order they were recorded. This is what lets a finished config be replayed, and a
+failed one be retried or debugged, without paying for its calls again.
+
+The file, `configs/<name>/cache.yaml`, is an append-only YAML sequence a person can
+read. Each entry is one `- ` item, written with a single `write` call on an
+`O_APPEND` descriptor the moment its answer is known. Nothing is buffered in the
+process, so a run killed with SIGKILL keeps every entry it recorded (the kernel owns
+the bytes once `write` returns); only a crash of the whole machine needs an fsync,
+which would cost milliseconds per call. A run killed in the middle of a `write`
+leaves a torn last entry: `read_write` mode drops it (the call is made again), the
+other modes refuse the file.
+
+    - key: mymodule.fetch
+      occurrence: 0
+      args: {args: [1], kwargs: {}}
+      answer: 0.734
+      seconds: 0.012
+
+`seconds` (how long the call took) is always the last line of an entry, and every
+entry ends with a newline: an entry cut short by a kill lacks one or the other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
+
+import yaml
+
+from pytest_delphyne.errors import DelphyneError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+T = TypeVar("T")
+
+CacheMode = Literal["create", "replay", "read_write", "off"]
+"""How a config's run uses its cache file.
+
+- `create`: a fresh run. The file starts empty; every call is made and recorded.
+- `replay`: every call must have been recorded; a missing one is a `CacheMissError`.
+  The file is read, never written.
+- `read_write`: a retry. Recorded calls are answered from the file; new ones are made
+  and appended, so calls already paid for are not paid again.
+- `off`: no file; every call is made.
+"""
+CACHE_MODES: Final[tuple[CacheMode, ...]] = get_args(CacheMode)
+
+CACHE_MISS_MESSAGE: Final = (
+    "replay: the cache {path} has no answer for call {key} with arguments {args} "
+    "(occurrence {occurrence}): the program asked something the recorded run did not"
+)
+CACHE_FILE_MESSAGE: Final = "{path}, line {line}: {problem}"
+CACHE_MODE_MESSAGE: Final = "unknown cache mode {mode!r}; expected one of {modes}"
+NOT_PLAIN_DATA_MESSAGE: Final = (
+    "{what} is not plain data: {path} is {type_name} (expected None, bool, int, "
+    "float, str, or a list, tuple or dict with str keys of those)"
+)
+
+_ENTRY_KEYS: Final = ("key", "occurrence", "args", "answer", "seconds")
+
+# The C loader and dumper are 5-10x faster than the pure-Python ones; both are safe.
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BaseDumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_Dumper: type[Any] = type("_CacheDumper", (_BaseDumper,), {})
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
+    # LLM answers are multi-line text: a literal block keeps them readable. The
+    # emitter falls back to a quoted style when a block cannot represent the string.
+    style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump_yaml(data: Any) -> str:
+    """YAML text of plain data, keys in insertion order, with the cache's dumper."""
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
+    )
+
+
+def load_yaml(text: str) -> Any:
+    """Safe-load YAML text (C loader when available)."""
+    return yaml.load(text, Loader=_Loader)
+
+
+class CacheMissError(DelphyneError):
+    """A replay asked for a call that the recorded run did not make."""
+
+    def __init__(self, path: Path | None, key: str, args_json: str, occurrence: int):
+        super().__init__(
+            CACHE_MISS_MESSAGE.format(
+                path=path, key=key, args=args_json, occurrence=occurrence
+            )
+        )
+        self.key = key
+        self.args_json = args_json
+        self.occurrence = occurrence
+
+
+class CacheFileError(DelphyneError):
+    """A cache file that cannot be read: truncated, corrupt, or not a cache."""
+
+    def __init__(self, path: Path, line: int, problem: str):
+        super().__init__(
+            CACHE_FILE_MESSAGE.format(path=path, line=line, problem=problem)
+        )
+        self.path = path
+        self.line = line
+
+
+class CacheModeError(DelphyneError):
+    """A cache mode that is not one of `CACHE_MODES`."""
+
+
+class NotPlainDataError(DelphyneError):
+    """A value that must be plain data (to be stored as YAML) is not."""
+
+
+def plain_copy(value: Any, what: str, path: str = "") -> Any:
+    """A copy of `value` with tuples turned into lists, as it reads back from YAML.
+
+    Arguments:
+        value: the data to check.
+        what: what the value is, for the error message ("the answer of call f").
+        path: the location of `value` inside the whole, for the error message.
+
+    Raises:
+        NotPlainDataError: naming the first non-plain part and its type.
+    """
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [plain_copy(item, what, f"{path}[{i}]") for i, item in enumerate(value)]
+    if isinstance(value, dict):
+        copy: dict[str, Any] = {}
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise NotPlainDataError(
+                    NOT_PLAIN_DATA_MESSAGE.format(
+                        what=what,
+                        path=f"the key {k!r} of {path or 'it'}",
+                        type_name=f"a {type(k).__name__}",
+                    )
+                )
+            copy[k] = plain_copy(item, what, f"{path}[{k!r}]")
+        return copy
+    raise NotPlainDataError(
+        NOT_PLAIN_DATA_MESSAGE.format(
+            what=what, path=path or "it", type_name=f"a {type(value).__name__}"
+        )
+    )
+
+
+def canonical_args_json(data: Any, what: str) -> str:
+    """Sorted-key compact JSON of plain data: the cache's key for a call's arguments."""
+    return json.dumps(
+        plain_copy(data, what),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+@dataclass(frozen=True)
+class CacheAnswer:
+    """What `RequestCache.lookup_or_call` returns.
+
+    Attributes:
+        value: the answer (plain data, tuples turned into lists).
+        hit: True when the answer was read from the cache rather than computed.
+        occurrence: how many identical calls came before this one in the run.
+        seconds: how long the call took when it was made (recorded or now).
+    """
+
+    value: Any
+    hit: bool
+    occurrence: int
+    seconds: float
+
+
+class RequestCache:
+    """The recorded oracle calls of one config's run, in one file.
+
+    Open it for a run, send every call through `call` (or `lookup_or_call`), and
+    `close` it at the end (it is a context manager). Opening reads the whole file in
+    `replay` and `read_write` modes, truncates it in `create` mode, and does nothing
+    in `off` mode.
+
+    Arguments:
+        path: the cache file (`configs/<name>/cache.yaml`); `None` only with `off`.
+        mode: see `CacheMode`.
+
+    Raises:
+        CacheFileError: the file is truncated or corrupt (a torn last entry is
+            dropped, and the file cut back to its last whole entry, in `read_write`).
+        CacheModeError: `mode` is unknown.
+    """
+
+    def __init__(self, path: Path | None, mode: CacheMode):
+        if mode not in CACHE_MODES:
+            raise CacheModeError(
+                CACHE_MODE_MESSAGE.format(mode=mode, modes=CACHE_MODES)
+            )
+        if path is None and mode != "off":
+            raise CacheModeError(f"cache mode {mode!r} needs a cache file path")
+        self.path = path
+        self.mode: CacheMode = mode
+        self._recorded: dict[tuple[str, str, int], tuple[Any, float]] = {}
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+        self._fd: int | None = None
+        if path is None or mode == "off":
+            return
+        if mode in ("replay", "read_write"):
+            if path.exists():
+                self._load(path)
+            elif mode == "replay":
+                raise CacheFileError(path, 0, "no such cache file to replay")
+        if mode != "replay":
+            path.parent.mkdir(parents=True, exist_ok=True)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            if mode == "create":
+                flags |= os.O_TRUNC
+            self._fd = os.open(path, flags, 0o644)
+
+    def __len__(self) -> int:
+        """The number of recorded entries (read from the file or recorded since)."""
+        return len(self._recorded)
+
+    def __enter__(self) -> RequestCache:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (every entry is already written)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def call(self, key: str, args_json: str, compute: Callable[[], T]) -> T:
+        """The answer of a call: recorded if the cache has it, else `compute()`.
+
+        Arguments:
+            key: what is called, e.g. a function's `module.qualname`.
+            args_json: the call's arguments as canonical JSON (see
+                `canonical_args_json`); identical calls must give identical strings.
+            compute: makes the call; its answer must be plain data.
+
+        Raises:
+            CacheMissError: in `replay` mode, the call was not recorded.
+            NotPlainDataError: the answer is not plain data.
+        """
+        answer: T = self.lookup_or_call(key, args_json, compute).value
+        return answer
+
+    def lookup_or_call(
+        self, key: str, args_json: str, compute: Callable[[], Any]
+    ) -> CacheAnswer:
+        """Like `call`, and also says whether the answer came from the cache."""
+        with self._lock:
+            occurrence = self._counts.get((key, args_json), 0)
+            self._counts[(key, args_json)] = occurrence + 1
+        recorded = self._recorded.get((key, args_json, occurrence))
+        if recorded is not None:
+            return CacheAnswer(recorded[0], True, occurrence, recorded[1])
+        if self.mode == "replay":
+            raise CacheMissError(self.path, key, args_json, occurrence)
+        start = time.perf_counter()
+        value = plain_copy(compute(), f"the answer of call {key}")
+        seconds = time.perf_counter() - start
+        if self._fd is not None:
+            self._append(key, args_json, occurrence, value, seconds)
+        return CacheAnswer(value, False, occurrence, seconds)
+
+    def _append(
+        self, key: str, args_json: str, occurrence: int, value: Any, seconds: float
+    ) -> None:
+        entry = {
+            "key": key,
+            "occurrence": occurrence,
+            "args": json.loads(args_json),
+            "answer": value,
+            "seconds": round(seconds, 6),
+        }
+        data = dump_yaml([entry]).encode()
+        with self._lock:
+            self._recorded[(key, args_json, occurrence)] = (value, seconds)
+            if self._fd is None:  # closed by another thread meanwhile
+                return
+            # One write per entry: a kill loses at most the entry being written.
+            written = os.write(self._fd, data)
+            while written < len(data):  # pragma: no cover - regular files write all
+                written += os.write(self._fd, data[written:])
+
+    def _load(self, path: Path) -> None:
+        text = path.read_text(encoding="utf-8")
+        entries, torn_at = _parse_entries(path, text)
+        if torn_at is not None:
+            line = text.count("\n", 0, torn_at) + 1
+            if self.mode != "read_write":
+                raise CacheFileError(path, line, "the last entry is cut short")
+            # A run killed mid-write: drop its torn entry, and cut it from the file
+            # so that new entries follow whole ones.
+            with open(path, "r+b") as file:
+                file.truncate(len(text[:torn_at].encode()))
+        for entry in entries:
+            args_json = json.dumps(
+                entry["args"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
+            )
+            self._recorded[(entry["key"], args_json, entry["occurrence"])] = (
+                entry["answer"],
+                entry["seconds"],
+            )
+
+
+def _parse_entries(path: Path, text: str) -> tuple[list[dict[str, Any]], int | None]:
+    """The whole entries of a cache file's text, and the offset of a torn last one."""
+    if not text:
+        return [], None
+    if text.endswith("\n"):
+        try:
+            entries = load_yaml(text)
+        except yaml.YAMLError:
+            pass
+        else:
+            if entries is None:
+                return [], None
+            if not isinstance(entries, list):
+                raise CacheFileError(path, 1, "not a YAML sequence of cache entries")
+            if entries and not _is_entry(entries[-1]):
+                return _check_entries(path, text, entries[:-1]), _last_item(text)
+            return _check_entries(path, text, entries), None
+    # Unparsable or cut mid-line: everything before the last item must be whole.
+    torn_at = _last_item(text)
+    head = text[:torn_at]
+    try:
+        entries = load_yaml(head) or []
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        raise CacheFileError(path, line, f"corrupt YAML: {error}") from None
+    if not isinstance(entries, list):
+        raise CacheFileError(path, 1, "not a YAML sequence of cache entries")
+    return _check_entries(path, text, entries), torn_at
+
+
+def _last_item(text: str) -> int:
+    start = text.rfind("\n- ", 0, len(text) - 1)
+    return 0 if start < 0 else start + 1
+
+
+def _is_entry(entry: object) -> bool:
+    return (
+        isinstance(entry, dict)
+        and tuple(entry) == _ENTRY_KEYS
+        and isinstance(entry["key"], str)
+        and isinstance(entry["occurrence"], int)
+        and isinstance(entry["seconds"], float | int)
+    )
+
+
+def _check_entries(path: Path, text: str, entries: list[Any]) -> list[dict[str, Any]]:
+    for index, entry in enumerate(entries):
+        if not _is_entry(entry):
+            line = _item_line(text, index)
+            raise CacheFileError(
+                path,
+                line,
+                f"entry {index} is not a cache entry with keys {_ENTRY_KEYS}",
+            )
+    return entries
+
+
+def _item_line(text: str, index: int) -> int:
+    offset = -1
+    for _ in range(index + 1):
+        offset = text.find("- ", offset + 1)
+        while offset > 0 and text[offset - 1] != "\n":
+            offset = text.find("- ", offset + 1)
+        if offset < 0:
+            return 1
+    return text.count("\n", 0, offset) + 1

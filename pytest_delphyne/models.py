@@ -1,0 +1,294 @@
+"""An OpenAI-compatible chat model whose requests are cached, counted and priced.
+
+    model = OpenAIChatModel("gpt-4o-mini")  # or base_url= any compatible server
+    answer = model.chat(env, [{"role": "user", "content": "2+2?"}], temperature=0)
+    answer.text, answer.price
+
+Requests go through the config's cache (`env.cached_call`), so a replay needs neither
+a server nor an API key; usage and price are spent through `env.spend`. The cache key
+is the model, the messages and the options: never the API key, the base URL or any
+header. The `openai` package is an optional extra (`pip install
+'pytest-delphyne[openai]'`), imported on the first request that reaches a server.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+from pytest_delphyne.errors import DelphyneError
+
+if TYPE_CHECKING:
+    import openai
+
+    from pytest_delphyne.environment import Environment
+
+MISSING_OPENAI_MESSAGE: Final = (
+    "OpenAIChatModel needs the `openai` package, from the `openai` extra: "
+    "pip install 'pytest-delphyne[openai]'"
+)
+UNKNOWN_PRICE_MESSAGE: Final = (
+    "no price for model {model!r}: pass OpenAIChatModel(..., price=ModelPrice(...)) "
+    "or prices={{{model!r}: ModelPrice(...)}} (known: {known})"
+)
+CHAT_KEY: Final = "openai.chat.completions.create"
+"""The cache key of chat requests (the request itself is model, messages, options)."""
+
+
+class MissingExtraError(DelphyneError):
+    """An optional dependency is not installed; the message names the extra."""
+
+
+class UnknownModelPriceError(DelphyneError):
+    """A model with no entry in the price table."""
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """Dollars per million tokens.
+
+    Attributes:
+        input: uncached prompt tokens.
+        cached_input: prompt tokens the provider had cached.
+        output: completion tokens (reasoning tokens included).
+    """
+
+    input: float
+    cached_input: float
+    output: float
+
+    def cost(
+        self, input_tokens: int, cached_input_tokens: int, output_tokens: int
+    ) -> float:
+        """The price of a request's usage (`input_tokens` includes the cached ones)."""
+        uncached = input_tokens - cached_input_tokens
+        return (
+            uncached * self.input
+            + cached_input_tokens * self.cached_input
+            + output_tokens * self.output
+        ) / 1_000_000
+
+
+DEFAULT_PRICES: Final[Mapping[str, ModelPrice]] = {
+    # OpenAI's published standard-tier prices; extend or override with `prices=`.
+    "gpt-4o": ModelPrice(2.50, 1.25, 10.00),
+    "gpt-4o-mini": ModelPrice(0.15, 0.075, 0.60),
+    "gpt-4.1": ModelPrice(2.00, 0.50, 8.00),
+    "gpt-4.1-mini": ModelPrice(0.40, 0.10, 1.60),
+    "gpt-4.1-nano": ModelPrice(0.10, 0.025, 0.40),
+    "gpt-5": ModelPrice(1.25, 0.125, 10.00),
+    "gpt-5-mini": ModelPrice(0.25, 0.025, 2.00),
+    "gpt-5-nano": ModelPrice(0.05, 0.005, 0.40),
+    "o3": ModelPrice(2.00, 0.50, 8.00),
+    "o3-mini": ModelPrice(1.10, 0.55, 4.40),
+    "o4-mini": ModelPrice(1.10, 0.275, 4.40),
+}
+
+
+def find_price(model: str, prices: Mapping[str, ModelPrice]) -> ModelPrice:
+    """The price of `model`: its own entry, else the longest entry it starts with
+    (`gpt-4o-2024-08-06` is priced as `gpt-4o`).
+
+    Raises:
+        UnknownModelPriceError: no entry fits.
+    """
+    if model in prices:
+        return prices[model]
+    fits = [name for name in prices if model.startswith(name + "-")]
+    if not fits:
+        raise UnknownModelPriceError(
+            UNKNOWN_PRICE_MESSAGE.format(model=model, known=", ".join(sorted(prices)))
+        )
+    return prices[max(fits, key=len)]
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """A chat completion, as the program sees it (from the server or the cache).
+
+    Attributes:
+        texts: the content of each choice (`n` options gives several).
+        finish_reasons: why each choice ended ("stop", "length", ...).
+        model: the model that answered, as the server names it.
+        input_tokens, cached_input_tokens, output_tokens: the request's usage.
+        price: its cost in dollars.
+        cached: True when the answer was replayed from the cache.
+        response: the whole response, as plain data (tool calls, logprobs...).
+    """
+
+    texts: tuple[str, ...]
+    finish_reasons: tuple[str | None, ...]
+    model: str
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    price: float
+    cached: bool
+    response: Mapping[str, Any]
+
+    @property
+    def text(self) -> str:
+        """The content of the first choice."""
+        return self.texts[0]
+
+
+class OpenAIChatModel:
+    """A chat model served by OpenAI or any OpenAI-compatible endpoint.
+
+    Arguments:
+        model: the model name sent to the server, also the key of its price.
+        base_url: the endpoint (e.g. "http://127.0.0.1:8000/v1"); default OpenAI's.
+        api_key: default the `OPENAI_API_KEY` environment variable. Held in memory
+            only: it is not part of the cache key, the repr, or any file.
+        prices: entries added to (or replacing) `DEFAULT_PRICES`.
+        price: this model's price, whatever the tables say.
+        max_retries: retries of a request after a rate limit (429), a connection
+            error, a timeout or a server error (5xx); then the error is raised.
+        backoff: seconds before the first retry, doubled at each one (with jitter),
+            at most `max_backoff`. A server's `Retry-After` is honoured up to it.
+        timeout: seconds per attempt.
+        sleep: how to wait between attempts (tests pass a fake).
+
+    Raises:
+        UnknownModelPriceError: no price for `model`.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        prices: Mapping[str, ModelPrice] | None = None,
+        price: ModelPrice | None = None,
+        max_retries: int = 6,
+        backoff: float = 1.0,
+        max_backoff: float = 60.0,
+        timeout: float = 600.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self.price = price or find_price(model, {**DEFAULT_PRICES, **(prices or {})})
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.timeout = timeout
+        self._api_key = api_key
+        self._sleep = sleep
+        self._client: openai.OpenAI | None = None
+
+    def __repr__(self) -> str:
+        return f"OpenAIChatModel(model={self.model!r}, base_url={self.base_url!r})"
+
+    def chat(
+        self, env: Environment, messages: Sequence[Mapping[str, Any]], **options: Any
+    ) -> ChatAnswer:
+        """Ask for a chat completion, through the config's cache.
+
+        Arguments:
+            env: the program's environment.
+            messages: the conversation, as the OpenAI API takes it (plain data).
+            options: other request parameters (`temperature`, `max_tokens`, `n`,
+                `seed`, `response_format`, `tools`...), plain data; no streaming.
+
+        Raises:
+            BudgetExhausted: the budget was already reached (nothing is sent), or this
+                request went over it.
+            CacheMissError: replaying a request that was not recorded.
+            openai.APIError: the server refused the request, or kept failing.
+        """
+        env.check_budget()
+        request = {"model": self.model, "messages": list(messages), **options}
+        call = env.cached_call(CHAT_KEY, request, lambda: self._create(env, request))
+        answer = self._answer(call.value, call.hit)
+        env.spend(
+            num_requests=1,
+            num_completions=len(answer.texts),
+            input_tokens=answer.input_tokens,
+            cached_input_tokens=answer.cached_input_tokens,
+            output_tokens=answer.output_tokens,
+            price=answer.price,
+            replayed=call.hit,
+        )
+        return answer
+
+    def _answer(self, response: Mapping[str, Any], cached: bool) -> ChatAnswer:
+        usage = response.get("usage") or {}
+        details = usage.get("prompt_tokens_details") or {}
+        input_tokens = usage.get("prompt_tokens") or 0
+        cached_tokens = details.get("cached_tokens") or 0
+        output_tokens = usage.get("completion_tokens") or 0
+        choices = response.get("choices") or []
+        return ChatAnswer(
+            texts=tuple((c.get("message") or {}).get("content") or "" for c in choices),
+            finish_reasons=tuple(c.get("finish_reason") for c in choices),
+            model=response.get("model", self.model),
+            input_tokens=input_tokens,
+            cached_input_tokens=cached_tokens,
+            output_tokens=output_tokens,
+            price=self.price.cost(input_tokens, cached_tokens, output_tokens),
+            cached=cached,
+            response=response,
+        )
+
+    def _create(self, env: Environment, request: dict[str, Any]) -> dict[str, Any]:
+        openai = _import_openai()
+        if self._client is None:
+            # The client's own retries are off: ours is the only retry loop, so that
+            # each attempt is logged and `max_retries` means what it says.
+            self._client = openai.OpenAI(
+                api_key=self._api_key or os.environ.get("OPENAI_API_KEY"),
+                base_url=self.base_url,
+                max_retries=0,
+                timeout=self.timeout,
+            )
+        retryable = (
+            openai.RateLimitError,
+            openai.APIConnectionError,  # APITimeoutError included
+            openai.InternalServerError,
+        )
+        for attempt in range(self.max_retries + 1):
+            try:
+                response = self._client.chat.completions.create(**request)
+            except retryable as error:
+                if attempt == self.max_retries:
+                    raise
+                delay = self._delay(attempt, error)
+                env.log(
+                    f"retrying a chat request in {delay:.2f}s",
+                    level="warn",
+                    model=self.model,
+                    attempt=attempt + 1,
+                    error=type(error).__name__,
+                )
+                self._sleep(delay)
+            else:
+                data: dict[str, Any] = response.model_dump(
+                    mode="json", exclude_unset=True
+                )
+                return data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _delay(self, attempt: int, error: Exception) -> float:
+        delay: float = self.backoff * 2**attempt * (0.5 + random.random() / 2)
+        response = getattr(error, "response", None)
+        retry_after = (
+            response.headers.get("retry-after") if response is not None else None
+        )
+        # An HTTP date (not seconds) is ignored: our own backoff applies.
+        if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
+            delay = max(delay, float(retry_after))
+        return float(min(delay, self.max_backoff))
+
+
+def _import_openai() -> Any:
+    try:
+        import openai
+    except ImportError as error:
+        raise MissingExtraError(MISSING_OPENAI_MESSAGE) from error
+    return openai

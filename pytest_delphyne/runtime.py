@@ -1,0 +1,441 @@
+"""Running one config without pytest: `Run`, `execute`, its result files, replays.
+
+`execute(run_factory, options)` is the whole life of one config's run:
+
+1. the factory (`config.instantiate(context)`) builds the `Run`;
+2. its program is called as `program(env, **args)`, where `env` (`Environment`)
+   routes oracle calls through the config's `RequestCache`, counts what is spent
+   against the `Run`'s budget, and writes log messages;
+3. the outcome is written to `result.yaml`, or, when something raised (in the factory
+   or the program), the traceback to `exception.txt`; `execute` itself does not raise
+   for the program's errors, it returns a `RunRecord` that holds the live exception.
+
+`replay(run_factory, directory)` runs the same config again in `replay` mode (every
+oracle call answered from the cache, no file written) and compares the outcome with
+the recorded one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import yaml
+
+from pytest_delphyne import layout
+from pytest_delphyne.cache import (
+    CacheMode,
+    RequestCache,
+    dump_yaml,
+    load_yaml,
+    plain_copy,
+)
+from pytest_delphyne.environment import (
+    BUDGET_FIELDS,
+    DEFAULT_LOG_LEVEL,
+    LOG_LEVELS,
+    ZERO,
+    Budget,
+    BudgetExhausted,
+    Environment,
+    LogLevel,
+)
+from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.traces import write_traces
+
+T = TypeVar("T")
+
+RESULT_FILE_MESSAGE: Final = "{path}: {problem}"
+RETURNED_VALUES: Final = "the value returned by the program"
+
+__all__ = [  # what this module offers, its own names and the `env`'s
+    "BUDGET_FIELDS",
+    "LOG_LEVELS",
+    "Budget",
+    "BudgetExhausted",
+    "Environment",
+    "LogLevel",
+    "Outcome",
+    "RecordedResult",
+    "ReplayReport",
+    "ResultFileError",
+    "Run",
+    "RunOptions",
+    "RunRecord",
+    "execute",
+    "read_result",
+    "replay",
+]
+
+
+class ResultFileError(DelphyneError):
+    """A config's `result.yaml` is missing, corrupt, or not a result."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a program returns: whether it succeeded, and its values (plain data).
+
+    A program may also return a plain value (success, one value) or `None` (no
+    success, no value).
+    """
+
+    success: bool
+    values: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Run:
+    """What `ExperimentConfig.instantiate(context)` returns: the program to run.
+
+    Attributes:
+        program: called as `program(env, **args)`; see `Environment` and `Outcome`.
+        args: its keyword arguments.
+        budget: the spending limit; reaching it ends the run with `success: false`.
+        log_level: minimum level of the messages kept (default "info").
+        export_log: write `log.txt` (default True).
+        export_raw_trace: write `trace.yaml`, the oracle calls in order (default False).
+        export_browsable_trace: write `trace.html`, the same to browse (default False).
+        The experiment's and the command line's settings override the last four.
+    """
+
+    program: Callable[..., Any]
+    args: Mapping[str, Any] = field(default_factory=dict)
+    budget: Budget | None = None
+    log_level: LogLevel | None = None
+    export_log: bool | None = None
+    export_raw_trace: bool | None = None
+    export_browsable_trace: bool | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How `execute` runs one config; `None` settings keep the `Run`'s own.
+
+    Attributes:
+        config_name: the config's name (stored in `result.yaml`, given to `env`).
+        directory: the config's directory: its cache, log, result and exception files.
+        cache_mode: see `CacheMode`; "create" for a fresh run, "read_write" for a
+            retry that reuses the calls already paid, "replay" to replay.
+        params: the config's parameters as plain data, stored in `result.yaml`.
+        log_level, export_log, export_raw_trace, export_browsable_trace: overrides.
+        write_files: False writes nothing at all (replays); then only "replay" and
+            "off" cache modes make sense, and other modes are run as "off".
+    """
+
+    config_name: str
+    directory: Path
+    cache_mode: CacheMode = "create"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    log_level: LogLevel | None = None
+    export_log: bool | None = None
+    export_raw_trace: bool | None = None
+    export_browsable_trace: bool | None = None
+    write_files: bool = True
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What happened when a config ran.
+
+    Attributes:
+        config_name: the config.
+        success: the outcome's success (False when something raised).
+        values: the outcome's values, as plain data (tuples turned into lists).
+        spent: everything the program spent, answers replayed from the cache included
+            (what the budget limit is checked against, and `result.yaml` stores).
+        paid: the part of `spent` paid in this run (not replayed from the cache).
+        start_time, end_time: UTC, aware.
+        duration: seconds.
+        traceback: the formatted traceback when the factory or program raised.
+        exhausted: why the budget was exhausted, when it ended the run.
+        exception: the live exception, so that a caller can re-raise it (a debugger
+            then stops where it was raised). Ignored by `==` and dropped by pickle.
+    """
+
+    config_name: str
+    success: bool
+    values: list[Any]
+    spent: Budget
+    paid: Budget
+    start_time: datetime
+    end_time: datetime
+    duration: float
+    traceback: str | None = None
+    exhausted: str | None = None
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the run raised (a config failure, not an unsuccessful outcome)."""
+        return self.traceback is not None
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions may hold unpicklable frames and objects; the traceback text stays.
+        values = [getattr(self, f.name) for f in fields(self)]
+        return (RunRecord, (*values[:-1], None))
+
+
+def _pick(override: T | None, own: T | None, default: T) -> T:
+    return override if override is not None else own if own is not None else default
+
+
+def _outcome(returned: Any) -> Outcome:
+    if returned is None:
+        return Outcome(False, [])
+    if isinstance(returned, Outcome):
+        values = plain_copy(list(returned.values), RETURNED_VALUES, "values")
+        return Outcome(bool(returned.success), values)
+    return Outcome(True, plain_copy([returned], RETURNED_VALUES, "values"))
+
+
+def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
+    """Run one config, write its files, and say what happened.
+
+    Everything the factory and the program raise (an `Exception`) is the config's
+    failure: it is recorded, not raised. `KeyboardInterrupt` and `SystemExit`
+    propagate (the config was interrupted), the files written so far staying put.
+
+    Arguments:
+        run_factory: builds the `Run`, typically `lambda: config.instantiate(ctx)`.
+        options: see `RunOptions`.
+
+    Returns:
+        The `RunRecord`; `result.yaml` (or `exception.txt`), `log.txt`, `cache.yaml`
+        and the traces are in `options.directory` unless `options.write_files` is False.
+    """
+    start_ns = time.time_ns()
+    directory = Path(options.directory)
+    write = options.write_files
+    if write:
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in _RUN_FILES:  # a retry's files must not be mistaken for this run's
+            (directory / stale).unlink(missing_ok=True)
+    mode: CacheMode = options.cache_mode
+    if not write and mode != "replay":
+        mode = "off"
+    env: Environment | None = None
+    outcome = Outcome(False, [])
+    error: Exception | None = None
+    exhausted: str | None = None
+    traces = (False, False)
+    try:
+        run = run_factory()
+        traces = (
+            _pick(options.export_raw_trace, run.export_raw_trace, False) and write,
+            _pick(options.export_browsable_trace, run.export_browsable_trace, False)
+            and write,
+        )
+        export_log = _pick(options.export_log, run.export_log, True) and write
+        cache_path = None if mode == "off" else directory / layout.CACHE_FILE
+        env = Environment(
+            options.config_name,
+            RequestCache(cache_path, mode),
+            limit=run.budget,
+            log_level=_pick(options.log_level, run.log_level, DEFAULT_LOG_LEVEL),
+            log_path=directory / layout.LOG_FILE if export_log else None,
+            trace=any(traces),
+        )
+        outcome = _outcome(run.program(env, **run.args))
+    except BudgetExhausted as stop:
+        exhausted = str(stop)
+    except Exception as exception:
+        error = exception
+    finally:
+        if env is not None:
+            env.close()
+    end_ns = time.time_ns()
+    spent = env.spent if env is not None else ZERO
+    record = RunRecord(
+        config_name=options.config_name,
+        success=outcome.success and error is None,
+        values=outcome.values if error is None else [],
+        spent=spent,
+        paid=env.paid if env is not None else ZERO,
+        start_time=datetime.fromtimestamp(start_ns / 1e9, UTC),
+        end_time=datetime.fromtimestamp(end_ns / 1e9, UTC),
+        duration=(end_ns - start_ns) / 1e9,
+        traceback=_format_traceback(error) if error is not None else None,
+        exhausted=exhausted,
+        exception=error,
+    )
+    if write:
+        if env is not None and env.calls is not None:
+            write_traces(directory, options.config_name, env.calls, *traces)
+        if record.traceback is not None:
+            (directory / layout.EXCEPTION_FILE).write_text(record.traceback, "utf-8")
+        else:
+            _write_result(directory, record, options.params)
+    return record
+
+
+_RUN_FILES: Final = (
+    layout.RESULT_FILE,
+    layout.EXCEPTION_FILE,
+    layout.LOG_FILE,
+    layout.RAW_TRACE_FILE,
+    layout.BROWSABLE_TRACE_FILE,
+)
+
+
+def _format_traceback(error: BaseException) -> str:
+    tb = error.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next  # the frames of `execute` say nothing about the program
+    return "".join(traceback.format_exception(type(error), error, tb))
+
+
+def _write_result(
+    directory: Path, record: RunRecord, params: Mapping[str, Any]
+) -> None:
+    data = {
+        "config_name": record.config_name,
+        "params": plain_copy(
+            dict(params), f"the params of config {record.config_name}"
+        ),
+        "start_time": record.start_time,
+        "end_time": record.end_time,
+        "duration": record.duration,
+        "outcome": {
+            "result": {
+                "success": record.success,
+                "values": record.values,
+                "spent_budget": record.spent.as_dict(),
+            }
+        },
+    }
+    path = directory / layout.RESULT_FILE
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(dump_yaml(data), "utf-8")
+    os.replace(temporary, path)  # a reader never sees half a result
+
+
+@dataclass(frozen=True)
+class RecordedResult:
+    """A config's `result.yaml`, read back (see `read_result`)."""
+
+    config_name: str
+    params: dict[str, Any]
+    success: bool
+    values: list[Any]
+    spent: Budget
+    start_time: datetime
+    end_time: datetime
+    duration: float
+
+
+def read_result(directory: Path) -> RecordedResult:
+    """Read the `result.yaml` of a config's directory.
+
+    Raises:
+        ResultFileError: missing, corrupt, or without the expected keys (naming it).
+    """
+    path = Path(directory) / layout.RESULT_FILE
+    try:
+        data = load_yaml(path.read_text("utf-8"))
+        result = data["outcome"]["result"]
+        return RecordedResult(
+            config_name=data["config_name"],
+            params=data["params"],
+            success=result["success"],
+            values=result["values"],
+            spent=Budget.from_dict(result["spent_budget"]),
+            start_time=data["start_time"],
+            end_time=data["end_time"],
+            duration=data["duration"],
+        )
+    except FileNotFoundError:
+        problem = "no such result file"
+    except yaml.YAMLError as error:
+        problem = f"corrupt YAML: {error}"
+    except (KeyError, TypeError) as error:
+        problem = f"not a result file (missing {error})"
+    raise ResultFileError(RESULT_FILE_MESSAGE.format(path=path, problem=problem))
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """Whether replaying a config from its cache gave the recorded outcome.
+
+    Attributes:
+        matches: True when success and values (or, for a failed config, the raised
+            exception's type) are the recorded ones.
+        recorded: the recorded result; None for a config that raised.
+        recorded_traceback: the content of `exception.txt` for a config that raised.
+        replayed: the replay's record (its `exception` is live: re-raise it to debug).
+        differences: one sentence per difference.
+    """
+
+    matches: bool
+    recorded: RecordedResult | None
+    recorded_traceback: str | None
+    replayed: RunRecord
+    differences: tuple[str, ...]
+
+
+def replay(
+    run_factory: Callable[[], Run],
+    directory: Path,
+    *,
+    config_name: str | None = None,
+    log_level: LogLevel | None = None,
+) -> ReplayReport:
+    """Run a config again from its cache (`replay` mode) and compare the outcomes.
+
+    Nothing is written, and no oracle call is made: a call that the recorded run did
+    not make fails the replay with a `CacheMissError`.
+
+    Raises:
+        ResultFileError: the directory holds neither `result.yaml` nor `exception.txt`.
+    """
+    directory = Path(directory)
+    recorded: RecordedResult | None = None
+    recorded_traceback: str | None = None
+    exception_path = directory / layout.EXCEPTION_FILE
+    if (directory / layout.RESULT_FILE).exists() or not exception_path.exists():
+        recorded = read_result(directory)
+    else:
+        recorded_traceback = exception_path.read_text("utf-8")
+    name = config_name or (recorded.config_name if recorded else directory.name)
+    options = RunOptions(
+        config_name=name,
+        directory=directory,
+        cache_mode="replay",
+        params=recorded.params if recorded else {},
+        log_level=log_level,
+        write_files=False,
+    )
+    replayed = execute(run_factory, options)
+    differences: list[str] = []
+    raised = _last_line(replayed.traceback) if replayed.traceback else None
+    if recorded_traceback is not None:
+        was = _last_line(recorded_traceback)
+        if raised is None:
+            differences.append(f"recorded run raised {was}; the replay did not")
+        elif raised.split(":")[0] != was.split(":")[0]:
+            differences.append(f"recorded run raised {was}; the replay raised {raised}")
+    elif recorded is not None:
+        if raised is not None:
+            differences.append(f"the replay raised {raised}")
+        if replayed.success != recorded.success:
+            differences.append(
+                f"success: recorded {recorded.success}, replayed {replayed.success}"
+            )
+        if replayed.values != recorded.values:
+            differences.append(
+                f"values: recorded {recorded.values!r}, replayed {replayed.values!r}"
+            )
+    return ReplayReport(
+        not differences, recorded, recorded_traceback, replayed, tuple(differences)
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[-1] if lines else ""
