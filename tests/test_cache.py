@@ -1,0 +1,183 @@
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_delphyne.cache import (
+    CACHE_FILE_MESSAGE,
+    CACHE_MISS_MESSAGE,
+    NOT_PLAIN_DATA_MESSAGE,
+    CacheFileError,
+    CacheMissError,
+    NotPlainDataError,
+    RequestCache,
+    canonical_args_json,
+)
+
+ARGS = canonical_args_json({"args": [1], "kwargs": {}}, "the arguments")
+
+
+def _never() -> Any:
+    raise AssertionError("a replayed call must not be made")
+
+
+def test_identical_calls_record_and_replay_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        recorded = [cache.call("m.f", ARGS, random.random) for _ in range(3)]
+    assert len(set(recorded)) == 3
+    with RequestCache(path, "replay") as cache:
+        replayed = [cache.call("m.f", ARGS, _never) for _ in range(3)]
+    assert replayed == recorded
+
+
+def test_cache_file_content(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        cache.call("m.f", ARGS, lambda: {"text": "two\nlines", "n": (1, 2)})
+        cache.call("m.f", ARGS, lambda: None)
+    text = path.read_text()
+    seconds = [line.split(": ")[1] for line in text.splitlines() if "seconds" in line]
+    assert text == (
+        "- key: m.f\n"
+        "  occurrence: 0\n"
+        "  args:\n"
+        "    args:\n"
+        "    - 1\n"
+        "    kwargs: {}\n"
+        "  answer:\n"
+        "    text: |-\n"
+        "      two\n"
+        "      lines\n"
+        "    n:\n"
+        "    - 1\n"
+        "    - 2\n"
+        f"  seconds: {seconds[0]}\n"
+        "- key: m.f\n"
+        "  occurrence: 1\n"
+        "  args:\n"
+        "    args:\n"
+        "    - 1\n"
+        "    kwargs: {}\n"
+        "  answer: null\n"
+        f"  seconds: {seconds[1]}\n"
+    )
+
+
+def test_answer_is_returned_as_it_replays(tmp_path: Path) -> None:
+    with RequestCache(tmp_path / "cache.yaml", "create") as cache:
+        answer: object = cache.call("m.f", ARGS, lambda: (1, (2,)))
+    assert answer == [1, [2]]
+
+
+def test_replay_miss_names_the_call_and_its_arguments(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        cache.call("m.f", ARGS, random.random)
+    other = canonical_args_json({"args": [2], "kwargs": {}}, "the arguments")
+    with RequestCache(path, "replay") as cache:
+        with pytest.raises(CacheMissError) as info:
+            cache.call("m.f", other, _never)
+        assert str(info.value) == CACHE_MISS_MESSAGE.format(
+            path=path, key="m.f", args=other, occurrence=0
+        )
+        cache.call("m.f", ARGS, _never)
+        with pytest.raises(CacheMissError, match="occurrence 1"):
+            cache.call("m.f", ARGS, _never)
+
+
+def test_create_starts_an_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        cache.call("m.f", ARGS, lambda: 1)
+    with RequestCache(path, "create") as cache:
+        assert len(cache) == 0
+    assert path.read_text() == ""
+
+
+def test_read_write_reuses_then_records(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        first = cache.call("m.f", ARGS, random.random)
+    with RequestCache(path, "read_write") as cache:
+        assert cache.call("m.f", ARGS, _never) == first
+        second = cache.call("m.f", ARGS, random.random)
+    with RequestCache(path, "replay") as cache:
+        assert [cache.call("m.f", ARGS, _never) for _ in range(2)] == [first, second]
+
+
+def test_off_writes_nothing(tmp_path: Path) -> None:
+    with RequestCache(None, "off") as cache:
+        assert cache.call("m.f", ARGS, lambda: 1) == 1
+        assert cache.call("m.f", ARGS, lambda: 2) == 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def _three_entries(path: Path) -> str:
+    with RequestCache(path, "create") as cache:
+        for value in ("a", "b", "c"):
+            cache.call("m.f", ARGS, lambda value=value: value)  # type: ignore[misc]
+    return path.read_text()
+
+
+@pytest.mark.parametrize("cut", ["mid-line", "line end", "before seconds"])
+def test_read_write_drops_a_torn_last_entry(tmp_path: Path, cut: str) -> None:
+    path = tmp_path / "cache.yaml"
+    text = _three_entries(path)
+    last = text.rindex("\n- ") + 1
+    entry = text[last:]
+    at = {"mid-line": 3, "line end": 11, "before seconds": entry.index("  seconds")}
+    path.write_text(text[: last + at[cut]])
+    with RequestCache(path, "read_write") as cache:
+        assert len(cache) == 2
+        assert [cache.call("m.f", ARGS, lambda: "new") for _ in range(3)] == [
+            "a",
+            "b",
+            "new",
+        ]
+    with RequestCache(path, "replay") as cache:
+        assert [cache.call("m.f", ARGS, _never) for _ in range(3)] == ["a", "b", "new"]
+
+
+def test_replay_refuses_a_torn_last_entry_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    text = _three_entries(path)
+    last = text.rindex("\n- ") + 1
+    path.write_text(text[: last + 20])
+    line = text[:last].count("\n") + 1
+    with pytest.raises(CacheFileError) as info:
+        RequestCache(path, "replay")
+    assert str(info.value) == CACHE_FILE_MESSAGE.format(
+        path=path, line=line, problem="the last entry is cut short"
+    )
+
+
+def test_corrupt_entry_in_the_middle_is_refused_naming_its_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.yaml"
+    text = _three_entries(path)
+    path.write_text(text.replace("  occurrence: 1\n", "  occurrence: [1\n"))
+    with pytest.raises(CacheFileError, match=rf"^{path}, line \d+: corrupt YAML"):
+        RequestCache(path, "read_write")
+    assert path.read_text() != text  # left as it was, not cut
+
+
+def test_non_plain_answer_is_refused(tmp_path: Path) -> None:
+    with (
+        RequestCache(tmp_path / "cache.yaml", "create") as cache,
+        pytest.raises(NotPlainDataError) as info,
+    ):
+        cache.call("m.f", ARGS, lambda: {"x": [object()]})
+    assert str(info.value) == NOT_PLAIN_DATA_MESSAGE.format(
+        what="the answer of call m.f", path="['x'][0]", type_name="a object"
+    )
+    assert (tmp_path / "cache.yaml").read_text() == ""
+
+
+def test_missing_file_cannot_be_replayed(tmp_path: Path) -> None:
+    with pytest.raises(CacheFileError, match="no such cache file"):
+        RequestCache(tmp_path / "cache.yaml", "replay")
