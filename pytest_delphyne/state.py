@@ -1,0 +1,613 @@
+"""An experiment's persistent state: `experiment.yaml`, its journal, and the run lock.
+
+`experiment.yaml` is the state at rest, a YAML file a person can read and edit:
+
+    name: my_exp
+    description: null
+    configs:
+      <config name>:
+        params: {...}            # every field of the config, defaults included
+        status: todo             # todo | done | failed
+        start_time: null         # ISO-8601, UTC
+        end_time: null
+        interruption_time: null
+
+It is only ever replaced atomically (`atomic_write`). Finishing a config must not cost a
+rewrite of the whole file (O(n) per result, O(n^2) per run), so `StateStore.record`
+appends one JSON line to `experiment.journal` instead; `StateStore.load` applies the
+journal over the YAML, and `StateStore.save` writes the YAML and then drops the journal
+(the fold). A journal line is one `write` to a file opened with `O_APPEND`: once the
+call returns, the kernel has it, so SIGKILL of the recorder cannot lose it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, get_args
+
+import filelock
+import yaml
+
+from pytest_delphyne import layout
+from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.identity import ConfigCodec, codec_for
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+C = TypeVar("C")
+
+Status = Literal["todo", "done", "failed"]
+STATUSES: tuple[Status, ...] = get_args(Status)
+
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+INVALID_YAML_PROBLEM = "not valid YAML ({problem}); the file was left untouched"
+NOT_UTF8_PROBLEM = "not UTF-8 text ({problem}); the file was left untouched"
+STATE_SHAPE_PROBLEM = "expected {expected}, found {found}"
+UNKNOWN_STATUS_PROBLEM = (
+    "config {config_name!r} has status {status!r}; expected one of todo, done, failed"
+)
+MISSING_FIELD_PROBLEM = "config {config_name!r} has no {field!r}"
+INVALID_TIME_PROBLEM = (
+    "config {config_name!r} has an invalid {field}: {value!r} "
+    "(expected an ISO-8601 date and time)"
+)
+NO_STATE_PROBLEM = "no experiment state here; Experiment.load() creates it"
+JOURNAL_LINE_PROBLEM = "invalid journal entry ({problem})"
+JOURNAL_UNKNOWN_CONFIG_PROBLEM = (
+    "records config {config_name!r}, which is not in " + layout.STATE_FILE
+)
+LOCKED_MESSAGE = (
+    "The experiment in {output_dir} is already being run by {holder}. Wait for it to "
+    "finish or stop it: the lock is released as soon as that process exits."
+)
+UNKNOWN_HOLDER = "another process (it has not said who it is yet)"
+
+
+class StateFileError(DelphyneError):
+    """A state or journal file that cannot be read. The message names the file and,
+    when known, the line: `path:line: problem`."""
+
+    def __init__(self, path: Path, problem: str, line: int | None = None):
+        self.path = path
+        self.problem = problem
+        self.line = line
+        where = f"{path}:{line}" if line is not None else str(path)
+        super().__init__(f"{where}: {problem}")
+
+
+class ExperimentLockedError(DelphyneError):
+    """Another process holds the run lock of the experiment."""
+
+    def __init__(self, output_dir: Path, holder: LockHolder | None):
+        self.output_dir = output_dir
+        self.holder = holder
+        described = holder.describe() if holder is not None else UNKNOWN_HOLDER
+        super().__init__(LOCKED_MESSAGE.format(output_dir=output_dir, holder=described))
+
+
+@dataclass(frozen=True)
+class ConfigInfo(Generic[C]):
+    """What the state stores about one config.
+
+    Attributes:
+        params: The configuration.
+        status: `todo` (not run yet, or interrupted), `done` (ran and wrote its result)
+            or `failed` (raised an exception).
+        start_time: When its last run started (UTC), if it ever started.
+        end_time: When its last run ended (UTC).
+        interruption_time: If its last run was interrupted, when (its status is then
+            still `todo`).
+    """
+
+    params: C
+    status: Status = "todo"
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    interruption_time: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ConfigUpdate:
+    """One recorded change of a config's status and times: a journal line."""
+
+    name: str
+    status: Status
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    interruption_time: datetime | None = None
+
+    def to_json(self) -> str:
+        """The journal line, without its newline."""
+        return json.dumps(
+            {
+                "name": self.name,
+                "status": self.status,
+                "start_time": _format_time(self.start_time),
+                "end_time": _format_time(self.end_time),
+                "interruption_time": _format_time(self.interruption_time),
+            },
+            separators=(",", ":"),
+        )
+
+
+@dataclass
+class ExperimentState(Generic[C]):
+    """The persistent state of an experiment, as stored in `experiment.yaml`.
+
+    Attributes:
+        name: The experiment's name, if given; stored and otherwise unused.
+        description: Its description, if given; stored and otherwise unused.
+        configs: Every config of the state by name, in the order they were added.
+    """
+
+    name: str | None
+    description: str | None
+    configs: dict[str, ConfigInfo[C]]
+
+    def inverse_mapping(self) -> Callable[[C], str | None]:
+        """A function from configs to their names in this state (`None` if absent),
+        by canonical form."""
+        by_key: dict[str, str] = {}
+        for name, info in self.configs.items():
+            by_key[codec_for(type(info.params)).canonical_key(info.params)] = name
+
+        def name_of(config: C) -> str | None:
+            return by_key.get(codec_for(type(config)).canonical_key(config))
+
+        return name_of
+
+    def apply(self, update: ConfigUpdate) -> None:
+        """Set a config's status and times from an update.
+
+        Raises:
+            KeyError: the config is not in the state.
+        """
+        info = self.configs[update.name]
+        self.configs[update.name] = replace(
+            info,
+            status=update.status,
+            start_time=update.start_time,
+            end_time=update.end_time,
+            interruption_time=update.interruption_time,
+        )
+
+    def copy(self) -> ExperimentState[C]:
+        """A copy whose config mapping can be changed independently."""
+        return ExperimentState(self.name, self.description, dict(self.configs))
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _format_time(time: datetime | None) -> str | None:
+    if time is None:
+        return None
+    if time.tzinfo is None:
+        time = time.replace(tzinfo=UTC)
+    return time.astimezone(UTC).isoformat()
+
+
+def _parse_time(value: object) -> datetime | None:
+    # A person may write an unquoted timestamp, which YAML reads as a datetime.
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if not isinstance(value, datetime):
+        raise ValueError(value)
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Replace `path` with `text`, never leaving a half-written file.
+
+    The text goes to a temporary file in the same directory, which is fsynced and then
+    renamed over `path` (the directory is fsynced too, so the rename is durable).
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
+    """The YAML text of a state."""
+    configs = {
+        name: {
+            "params": codec.dump(info.params),
+            "status": info.status,
+            "start_time": _format_time(info.start_time),
+            "end_time": _format_time(info.end_time),
+            "interruption_time": _format_time(info.interruption_time),
+        }
+        for name, info in state.configs.items()
+    }
+    data = {"name": state.name, "description": state.description, "configs": configs}
+    return yaml.dump(
+        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000
+    )
+
+
+def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState[C]:
+    """Read the YAML text of a state stored at `path` (named in errors).
+
+    Raises:
+        StateFileError: invalid YAML (naming the line), or a malformed state.
+        ConfigParamsError: stored params that no longer fit the config class.
+    """
+    try:
+        data = yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise StateFileError(
+            path, INVALID_YAML_PROBLEM.format(problem=problem), line
+        ) from None
+    data = _expect_mapping(data, "a mapping with name, description and configs", path)
+    raw_configs = data.get("configs") or {}
+    raw_configs = _expect_mapping(raw_configs, "a mapping under 'configs'", path)
+    configs: dict[str, ConfigInfo[C]] = {}
+    for name, entry in raw_configs.items():
+        config_name = str(name)
+        entry = _expect_mapping(entry, f"a mapping for config {config_name!r}", path)
+        configs[config_name] = _parse_entry(config_name, entry, text, path, codec)
+    name, description = data.get("name"), data.get("description")
+    return ExperimentState(
+        name=None if name is None else str(name),
+        description=None if description is None else str(description),
+        configs=configs,
+    )
+
+
+def _parse_entry(
+    name: str, entry: Mapping[str, Any], text: str, path: Path, codec: ConfigCodec[C]
+) -> ConfigInfo[C]:
+    def fail(problem: str) -> StateFileError:
+        return StateFileError(path, problem, _line_of(text, name))
+
+    if "params" not in entry:
+        raise fail(MISSING_FIELD_PROBLEM.format(config_name=name, field="params"))
+    if "status" not in entry:
+        raise fail(MISSING_FIELD_PROBLEM.format(config_name=name, field="status"))
+    status = entry["status"]
+    if status not in STATUSES:
+        raise fail(UNKNOWN_STATUS_PROBLEM.format(config_name=name, status=status))
+    times: dict[str, datetime | None] = {}
+    for field in ("start_time", "end_time", "interruption_time"):
+        value = entry.get(field)
+        try:
+            times[field] = _parse_time(value)
+        except ValueError:
+            raise fail(
+                INVALID_TIME_PROBLEM.format(config_name=name, field=field, value=value)
+            ) from None
+    params = codec.load(entry["params"], config_name=name)
+    return ConfigInfo(params, cast("Status", status), **times)
+
+
+def _expect_mapping(data: object, expected: str, path: Path) -> dict[Any, Any]:
+    if not isinstance(data, dict):
+        found = "nothing" if data is None else f"a {type(data).__name__}"
+        raise StateFileError(
+            path, STATE_SHAPE_PROBLEM.format(expected=expected, found=found)
+        )
+    return data
+
+
+def _line_of(text: str, name: str) -> int | None:
+    # Only computed for an error message, so a scan is fine.
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith((f"{name}:", f"'{name}':", f'"{name}":')):
+            return number
+    return None
+
+
+def read_journal(path: Path) -> list[ConfigUpdate]:
+    """The updates recorded in a journal file (none if it does not exist).
+
+    A last line without its newline is a write the recorder was killed in the middle
+    of: it is ignored.
+
+    Raises:
+        StateFileError: a complete line that is not a valid entry, naming its line.
+    """
+    return [update for _, update in _journal_entries(path)]
+
+
+def _journal_entries(path: Path) -> list[tuple[int, ConfigUpdate]]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    lines = data.split(b"\n")
+    updates = []
+    # The last element is b"" after a complete last line, or a torn write.
+    for number, raw in enumerate(lines[:-1], start=1):
+        if not raw.strip():
+            continue
+        try:
+            entry = json.loads(raw)
+            status = entry["status"]
+            if status not in STATUSES:
+                raise ValueError(f"unknown status {status!r}")
+            update = ConfigUpdate(
+                name=str(entry["name"]),
+                status=status,
+                start_time=_parse_time(entry.get("start_time")),
+                end_time=_parse_time(entry.get("end_time")),
+                interruption_time=_parse_time(entry.get("interruption_time")),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            problem = JOURNAL_LINE_PROBLEM.format(
+                problem=f"{type(exc).__name__}: {exc}"
+            )
+            raise StateFileError(path, problem, number) from None
+        updates.append((number, update))
+    return updates
+
+
+_Signature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+
+
+def _stat(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class StateStore(Generic[C]):
+    """Reads and writes the state of one output directory.
+
+    `load()` reads `experiment.yaml` and applies the journal over it; `record(update)`
+    appends one line to the journal (O(1), durable against SIGKILL once it returns);
+    `save(state)` atomically rewrites `experiment.yaml` and then removes the journal,
+    so the state given to `save` must include every recorded update (as `load()`
+    returns it); `fold()` does exactly that. Only the holder of the `RunLock` should
+    record or save. `close()` closes the journal; the store reopens it when needed.
+
+    `load()` keeps what it read and re-reads only when the files changed on disk
+    (inode, size or modification time), so asking for the state again is cheap.
+    """
+
+    def __init__(self, output_dir: Path, codec: ConfigCodec[C]):
+        self.output_dir = output_dir
+        self.codec = codec
+        self.state_file = layout.state_file_path(output_dir)
+        self.journal_file = layout.journal_file_path(output_dir)
+        self._journal_fd: int | None = None
+        self._cached: tuple[_Signature, ExperimentState[C]] | None = None
+
+    def exists(self) -> bool:
+        """Whether the state file exists."""
+        return self.state_file.exists()
+
+    def _signature(self) -> _Signature:
+        return (_stat(self.state_file), _stat(self.journal_file))
+
+    def load(self) -> ExperimentState[C]:
+        """The state: `experiment.yaml` with the journal applied (nothing is written).
+
+        Raises:
+            StateFileError: no state file, an unreadable one (naming file and line), or
+                a journal naming a config the state does not have.
+            ConfigParamsError: stored params that no longer fit the config class.
+        """
+        signature = self._signature()
+        if self._cached is not None and self._cached[0] == signature:
+            return self._cached[1].copy()
+        try:
+            text = self.state_file.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
+        except UnicodeDecodeError as exc:
+            problem = NOT_UTF8_PROBLEM.format(problem=exc)
+            raise StateFileError(self.state_file, problem) from None
+        state = parse_state(text, self.state_file, self.codec)
+        for line, update in _journal_entries(self.journal_file):
+            if update.name not in state.configs:
+                problem = JOURNAL_UNKNOWN_CONFIG_PROBLEM.format(config_name=update.name)
+                raise StateFileError(self.journal_file, problem, line)
+            state.apply(update)
+        self._cached = (signature, state)
+        return state.copy()
+
+    def save(self, state: ExperimentState[C]) -> None:
+        """Atomically write `state` to `experiment.yaml`, then remove the journal."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.state_file, render_state(state, self.codec))
+        # A kill between the two steps only replays the journal over a state that
+        # already has its updates: applying an update twice changes nothing.
+        self.close()
+        self.journal_file.unlink(missing_ok=True)
+        self._cached = (self._signature(), state.copy())
+
+    def fold(self) -> ExperimentState[C]:
+        """Apply the journal to `experiment.yaml` (load, then save); the state."""
+        state = self.load()
+        self.save(state)
+        return state
+
+    def record(self, update: ConfigUpdate) -> None:
+        """Append one update to the journal: one `write` call, no fsync.
+
+        The entry is in the kernel when this returns, so it survives the death of this
+        process (not a power loss before the next fold, which fsyncs).
+        """
+        if self._journal_fd is None:
+            self._journal_fd = self._open_journal()
+        before = self._signature()
+        data = (update.to_json() + "\n").encode("utf-8")
+        while data:
+            written = os.write(self._journal_fd, data)
+            data = data[written:]
+        cached = self._cached
+        if (
+            cached is not None
+            and cached[0] == before
+            and update.name in cached[1].configs
+        ):
+            cached[1].apply(update)
+            self._cached = (self._signature(), cached[1])
+        else:
+            self._cached = None
+
+    def _open_journal(self) -> int:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.journal_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        # A previous recorder killed mid-write left a torn last line; cut it so that
+        # the next entry starts on a line of its own.
+        size = os.fstat(fd).st_size
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            chunk = os.pread(fd, end - start, start)
+            newline = chunk.rfind(b"\n")
+            if newline != -1:
+                end = start + newline + 1
+                break
+            end = start
+        if end != size:
+            os.ftruncate(fd, end)
+        return fd
+
+    def close(self) -> None:
+        """Close the journal file (the next `record` reopens it)."""
+        if self._journal_fd is not None:
+            os.close(self._journal_fd)
+            self._journal_fd = None
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """Who holds the run lock of an experiment, as written in the holder file."""
+
+    pid: int
+    host: str
+    command: str
+    since: str
+
+    def describe(self) -> str:
+        """A phrase naming the holder, for messages."""
+        return (
+            f"process {self.pid} on {self.host} (command: {self.command}), "
+            f"since {self.since}"
+        )
+
+
+def read_lock_holder(output_dir: Path) -> LockHolder | None:
+    """The holder recorded beside the lock, if any (it may be stale when the lock is
+    free: only a refused `acquire` means someone holds it)."""
+    try:
+        data = json.loads(
+            (output_dir / layout.LOCK_HOLDER_FILE).read_text(encoding="utf-8")
+        )
+        return LockHolder(
+            int(data["pid"]),
+            str(data["host"]),
+            str(data["command"]),
+            str(data["since"]),
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class RunLock:
+    """The exclusive right to run an experiment's configs and write its state.
+
+    An OS lock (`flock`, through `filelock`) on `<output_dir>/.run.lock`: the kernel
+    releases it when the holder dies, however it dies, so no stale lock survives.
+    Acquiring never waits: when another process holds it, `ExperimentLockedError`
+    names that process. Re-acquiring in the process that holds it succeeds (the lock
+    counts), so code holding the lock can call helpers that take it too.
+
+    Use it as a context manager, or call `acquire()` and `release()`.
+    """
+
+    def __init__(self, output_dir: Path):
+        self.output_dir = output_dir
+        self.lock_file = output_dir / layout.LOCK_FILE
+        self.holder_file = output_dir / layout.LOCK_HOLDER_FILE
+        self._lock = filelock.FileLock(
+            self.lock_file,
+            timeout=0,
+            thread_local=False,
+            is_singleton=True,
+            # A soft lock (a marker file) outlives a killed holder: never fall back.
+            fallback_to_soft=False,
+        )
+
+    @property
+    def is_held(self) -> bool:
+        """Whether this process holds the lock."""
+        return self._lock.is_locked
+
+    def acquire(self) -> None:
+        """Take the lock and write who holds it.
+
+        Raises:
+            ExperimentLockedError: another process holds it.
+        """
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire(timeout=0)
+        except filelock.Timeout:
+            raise ExperimentLockedError(
+                self.output_dir, read_lock_holder(self.output_dir)
+            ) from None
+        if self._lock.lock_counter == 1:
+            holder = {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "command": " ".join(sys.argv) or sys.executable,
+                "since": _format_time(utc_now()),
+            }
+            atomic_write(self.holder_file, json.dumps(holder) + "\n")
+
+    def release(self) -> None:
+        """Give the lock back (when every `acquire` of this process is matched)."""
+        if self._lock.lock_counter == 1:
+            with contextlib.suppress(FileNotFoundError):
+                self.holder_file.unlink()
+        self._lock.release()
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

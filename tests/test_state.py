@@ -1,0 +1,377 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import pytest_delphyne
+from pytest_delphyne import layout
+from pytest_delphyne.identity import ConfigParamsError, codec_for
+from pytest_delphyne.state import (
+    INVALID_TIME_PROBLEM,
+    JOURNAL_UNKNOWN_CONFIG_PROBLEM,
+    LOCKED_MESSAGE,
+    NO_STATE_PROBLEM,
+    UNKNOWN_STATUS_PROBLEM,
+    ConfigInfo,
+    ConfigUpdate,
+    ExperimentLockedError,
+    ExperimentState,
+    LockHolder,
+    RunLock,
+    StateFileError,
+    StateStore,
+    atomic_write,
+    read_journal,
+    read_lock_holder,
+)
+
+REPO_ROOT = Path(pytest_delphyne.__file__).parent.parent
+T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+T1 = datetime(2024, 5, 1, 12, 0, 30, 500000, tzinfo=UTC)
+
+
+@dataclass
+class Config:
+    model: str
+    temperature: float = 0.7
+
+    def instantiate(self, context: object) -> object:
+        return None
+
+
+STATE_TEXT = """\
+name: exp
+description: a test
+configs:
+  a:
+    params:
+      model: small
+      temperature: 0.7
+    status: done
+    start_time: '2024-05-01T12:00:00+00:00'
+    end_time: '2024-05-01T12:00:30.500000+00:00'
+    interruption_time: null
+  b:
+    params:
+      model: large
+      temperature: 1.0
+    status: todo
+    start_time: null
+    end_time: null
+    interruption_time: null
+"""
+
+
+def make_state() -> ExperimentState[Config]:
+    return ExperimentState(
+        name="exp",
+        description="a test",
+        configs={
+            "a": ConfigInfo(Config("small"), "done", T0, T1),
+            "b": ConfigInfo(Config("large", 1.0)),
+        },
+    )
+
+
+def make_store(directory: Path) -> StateStore[Config]:
+    return StateStore(directory, codec_for(Config))
+
+
+def python_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+
+
+def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "f.yaml"
+    path.write_text("old")
+    atomic_write(path, "new\n")
+    assert path.read_text() == "new\n"
+    assert os.listdir(tmp_path) == ["f.yaml"]
+
+
+def test_save_writes_the_seed_format(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    assert (tmp_path / layout.STATE_FILE).read_text() == STATE_TEXT
+
+
+def test_load_reads_back_what_save_wrote(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    assert make_store(tmp_path).load() == make_state()
+
+
+def test_load_without_a_state_file_says_so(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    assert str(info.value) == f"{tmp_path / layout.STATE_FILE}: {NO_STATE_PROBLEM}"
+
+
+def test_a_state_without_a_newer_defaulted_field_takes_the_default(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / layout.STATE_FILE).write_text(
+        "name: null\ndescription: null\nconfigs:\n"
+        "  old:\n    params:\n      model: small\n    status: todo\n"
+    )
+    state = make_store(tmp_path).load()
+    assert state.configs == {"old": ConfigInfo(Config("small", 0.7))}
+
+
+def test_record_appends_one_json_line(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    store.record(ConfigUpdate("b", "failed", T0, T1))
+    store.record(ConfigUpdate("a", "todo", T0, None, T1))
+    store.close()
+    lines = (tmp_path / layout.JOURNAL_FILE).read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [
+        {
+            "name": "b",
+            "status": "failed",
+            "start_time": "2024-05-01T12:00:00+00:00",
+            "end_time": "2024-05-01T12:00:30.500000+00:00",
+            "interruption_time": None,
+        },
+        {
+            "name": "a",
+            "status": "todo",
+            "start_time": "2024-05-01T12:00:00+00:00",
+            "end_time": None,
+            "interruption_time": "2024-05-01T12:00:30.500000+00:00",
+        },
+    ]
+    assert (tmp_path / layout.STATE_FILE).read_text() == STATE_TEXT
+
+
+def test_load_applies_the_journal_and_save_folds_it(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    store.record(ConfigUpdate("b", "failed", T0, T1))
+    expected = make_state()
+    expected.configs["b"] = ConfigInfo(Config("large", 1.0), "failed", T0, T1)
+    assert make_store(tmp_path).load() == expected
+    assert store.load() == expected
+    folded = make_store(tmp_path).fold()
+    assert folded == expected
+    assert not (tmp_path / layout.JOURNAL_FILE).exists()
+    assert make_store(tmp_path).load() == expected
+    assert (
+        "  b:\n    params:\n      model: large\n      temperature: 1.0\n"
+        in (tmp_path / layout.STATE_FILE).read_text()
+    )
+
+
+def test_load_after_another_process_changed_the_file_rereads_it(
+    tmp_path: Path,
+) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    assert store.load().configs["b"].status == "todo"
+    other = make_store(tmp_path)
+    other.record(ConfigUpdate("b", "done", T0, T1))
+    other.close()
+    assert store.load().configs["b"].status == "done"
+
+
+def test_a_torn_last_journal_line_is_ignored_and_cut_before_appending(
+    tmp_path: Path,
+) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    journal = tmp_path / layout.JOURNAL_FILE
+    done = ConfigUpdate("b", "done", T0, T1)
+    journal.write_text(done.to_json() + "\n" + '{"name": "a", "sta')
+    assert read_journal(journal) == [done]
+    assert store.load().configs["b"].status == "done"
+    store.record(ConfigUpdate("a", "failed", T0, T1))
+    store.close()
+    assert journal.read_text() == (
+        done.to_json() + "\n" + ConfigUpdate("a", "failed", T0, T1).to_json() + "\n"
+    )
+
+
+def test_a_corrupt_complete_journal_line_names_the_journal_and_line(
+    tmp_path: Path,
+) -> None:
+    make_store(tmp_path).save(make_state())
+    journal = tmp_path / layout.JOURNAL_FILE
+    journal.write_text(ConfigUpdate("b", "done").to_json() + "\nnot json\n")
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    assert str(info.value).startswith(f"{journal}:2: invalid journal entry")
+
+
+def test_a_journal_naming_an_unknown_config_names_the_journal(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    journal = tmp_path / layout.JOURNAL_FILE
+    journal.write_text(ConfigUpdate("zzz", "done").to_json() + "\n")
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    problem = JOURNAL_UNKNOWN_CONFIG_PROBLEM.format(config_name="zzz")
+    assert str(info.value) == f"{journal}:1: {problem}"
+
+
+def test_corrupt_yaml_names_file_and_line_and_leaves_the_file_untouched(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / layout.STATE_FILE
+    broken = STATE_TEXT.replace("    status: todo", "    status: todo: x")
+    path.write_bytes(broken.encode())
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).fold()
+    assert info.value.path == path
+    assert info.value.line == 16
+    assert str(info.value).startswith(f"{path}:16: not valid YAML (")
+    assert path.read_bytes() == broken.encode()
+    assert os.listdir(tmp_path) == [layout.STATE_FILE]
+
+
+def test_truncated_yaml_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(STATE_TEXT[: STATE_TEXT.index("status: todo") + len("status: to")])
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    problem = UNKNOWN_STATUS_PROBLEM.format(config_name="b", status="to")
+    assert str(info.value) == f"{path}:12: {problem}"
+
+
+def test_an_unknown_status_names_the_config(tmp_path: Path) -> None:
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(STATE_TEXT.replace("status: done", "status: finished"))
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    problem = UNKNOWN_STATUS_PROBLEM.format(config_name="a", status="finished")
+    assert str(info.value) == f"{path}:4: {problem}"
+
+
+def test_an_invalid_time_names_the_config_and_field(tmp_path: Path) -> None:
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(STATE_TEXT.replace("'2024-05-01T12:00:00+00:00'", "yesterday"))
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    problem = INVALID_TIME_PROBLEM.format(
+        config_name="a", field="start_time", value="yesterday"
+    )
+    assert str(info.value) == f"{path}:4: {problem}"
+
+
+def test_params_that_no_longer_fit_name_the_config_and_field(tmp_path: Path) -> None:
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(STATE_TEXT.replace("temperature: 1.0", "temperature: hot"))
+    with pytest.raises(ConfigParamsError) as info:
+        make_store(tmp_path).load()
+    assert info.value.config_name == "b"
+    assert "'b'" in str(info.value)
+    assert "params.temperature" in str(info.value)
+
+
+def test_a_state_that_is_not_a_mapping_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / layout.STATE_FILE
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(StateFileError, match="expected a mapping"):
+        make_store(tmp_path).load()
+
+
+RECORDER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, {tests!r})
+from test_state import Config, make_store
+from pytest_delphyne.state import ConfigInfo, ConfigUpdate, ExperimentState
+
+store = make_store(Path({directory!r}))
+names = [f"c{{i}}" for i in range(2000)]
+store.save(ExperimentState(None, None, {{n: ConfigInfo(Config(n)) for n in names}}))
+print("ready", flush=True)
+for name in names:
+    store.record(ConfigUpdate(name, "done"))
+    # Long lines fill the pipe quickly: the recorder then blocks, still alive, until
+    # the test kills it.
+    print(name, "." * 1000, flush=True)
+"""
+
+
+def test_recorded_results_survive_sigkill_of_the_recorder(tmp_path: Path) -> None:
+    script = RECORDER.format(tests=str(Path(__file__).parent), directory=str(tmp_path))
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "ready\n"
+    reported = [process.stdout.readline().split()[0] for _ in range(200)]
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stdout.close()
+    assert process.returncode == -signal.SIGKILL
+    state = make_store(tmp_path).load()
+    done = {name for name, info in state.configs.items() if info.status == "done"}
+    assert set(reported) <= done
+    assert len(done) >= 200
+
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from pytest_delphyne.state import RunLock
+lock = RunLock(Path({directory!r}))
+lock.acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_second_locker_is_refused_until_the_holder_is_killed(
+    tmp_path: Path,
+) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(directory=str(tmp_path))],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=python_env(),
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "locked\n"
+        with pytest.raises(ExperimentLockedError) as info:
+            RunLock(tmp_path).acquire()
+        holder = read_lock_holder(tmp_path)
+        assert holder is not None
+        assert holder.pid == process.pid
+        assert str(info.value) == LOCKED_MESSAGE.format(
+            output_dir=tmp_path, holder=holder.describe()
+        )
+        assert f"process {process.pid} on " in str(info.value)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+    with RunLock(tmp_path) as lock:
+        assert lock.is_held
+        assert read_lock_holder(tmp_path) == LockHolder(
+            os.getpid(), *_holder_rest(tmp_path)
+        )
+    assert not (tmp_path / layout.LOCK_HOLDER_FILE).exists()
+
+
+def _holder_rest(directory: Path) -> tuple[str, str, str]:
+    holder = read_lock_holder(directory)
+    assert holder is not None
+    return holder.host, holder.command, holder.since
+
+
+def test_the_lock_is_reentrant_within_its_process(tmp_path: Path) -> None:
+    with RunLock(tmp_path), RunLock(tmp_path) as inner:
+        assert inner.is_held
+    assert not RunLock(tmp_path).is_held
