@@ -1,0 +1,448 @@
+"""`Experiment`: a grid of configurations of an oracular program, and its state.
+
+A façade over `identity` (config identity and names), `state` (the persistent state,
+its journal and the run lock) and `summary` (`results_summary.csv`). Running configs
+goes through the pytest plugin; nothing here imports pytest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import uuid
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from pytest_delphyne import layout, summary
+from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.identity import (
+    ConfigCodec,
+    canonical_json,
+    codec_for,
+    make_converter,
+    validate_config_name,
+)
+from pytest_delphyne.state import (
+    STATUSES,
+    ConfigInfo,
+    ExperimentLockedError,
+    ExperimentState,
+    RunLock,
+    StateStore,
+)
+
+if TYPE_CHECKING:
+    from types import FrameType
+    from typing import Self
+
+    import pandas
+
+    from pytest_delphyne.runtime import LogLevel
+
+T = TypeVar("T")
+
+NOT_A_CONFIG_MESSAGE = (
+    "configs[{index}] is a {type_name}, not a {class_name}: every config of the "
+    "experiment must be an instance of its config_class"
+)
+DUPLICATE_NAME_MESSAGE = (
+    "Config name {name!r} is given to two different configs: {first} and {second}"
+)
+UNLISTED_CONFIGS_MESSAGE = (
+    "{count} config(s) in {state_file} are no longer listed by the experiment: "
+    "{names}. Experiment.clean_index() removes them from the state."
+)
+UNKNOWN_CONFIG_MESSAGE = "No config named {name!r} in {state_file}"
+CONFIG_NOT_IN_STATE_MESSAGE = "Config {config!r} is not in {state_file}"
+NO_RESULT_MESSAGE = "Config {name!r} has no result yet ({path} does not exist)"
+_NAMES_SHOWN = 10
+
+
+class ExperimentConfig(Protocol):
+    """A configuration: a dataclass holding hyperparameters, which `instantiate`
+    turns into a run of the program."""
+
+    def instantiate(self, context: object) -> object:
+        """The run this configuration stands for.
+
+        Arguments:
+            context: the experiment's `configs_context` (`None` by default).
+        """
+        ...
+
+
+C = TypeVar("C", bound=ExperimentConfig)
+
+
+@dataclass(frozen=True)
+class ExecutionContext:
+    """Where an experiment runs.
+
+    Attributes:
+        workspace_root: the directory a relative `Experiment.output_dir` is relative
+            to. When `None`, it is the directory of the file defining the experiment.
+    """
+
+    workspace_root: Path | None = None
+
+
+@dataclass(frozen=True)
+class WorkersSetup(Generic[T]):
+    """Setup work that every process running configs needs.
+
+    Attributes:
+        common: called once, on the main process, before any config runs; it must
+            return a picklable value. It may be a generator function yielding that
+            value: the code after its `yield` runs at the end of the session (to stop
+            a server it started, say).
+        per_worker: called once in each worker before its first config, with the
+            value of `common`.
+
+    !!! tip "Example"
+        To share one proving server among all workers, start it in `common` and
+        return its port; `per_worker` connects each worker to that port.
+    """
+
+    common: Callable[[], T] | Callable[[], Iterator[T]]
+    per_worker: Callable[[T], None]
+
+
+class UnlistedConfigsWarning(UserWarning):
+    """The state has configs that the experiment no longer lists."""
+
+
+class InvalidConfigError(DelphyneError):
+    """A config the experiment cannot take (see the message)."""
+
+
+class UnknownConfigError(DelphyneError):
+    """A config name or config that is not in the experiment's state."""
+
+
+def _defining_file() -> Path | None:
+    # The first frame outside this module and `dataclasses` is the code creating the
+    # experiment (the generated `__init__` runs with this module's globals).
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__") in (
+        __name__,
+        "dataclasses",
+    ):
+        frame = frame.f_back
+    file = frame.f_globals.get("__file__") if frame is not None else None
+    return Path(file).absolute() if isinstance(file, str) else None
+
+
+@dataclass(kw_only=True)
+class Experiment(Generic[C]):
+    """An experiment running an oracular program on a grid of configurations.
+
+    The persistent state (`experiment.yaml` in `output_dir`) records each config and
+    its status, so that an experiment can be interrupted, resumed, and its failed
+    configs retried. `load()` creates or updates it; the pytest plugin runs configs.
+
+    Attributes:
+        config_class: The configuration class: a dataclass with an `instantiate`
+            method (see `ExperimentConfig`).
+        context: Where the experiment runs (see `ExecutionContext`).
+        output_dir: The directory holding everything the experiment writes. A
+            relative path is relative to `context.workspace_root` or, without one, to
+            the directory of the Python file that creates the experiment (never the
+            current directory).
+        configs: The configurations to run; `None` means those of the state.
+        configs_context: A value passed to every config's `instantiate`. It must be
+            picklable since it is sent to worker processes.
+        name: The experiment's name, stored in the state file and otherwise unused.
+        description: Its description, stored in the state file and otherwise unused.
+        config_naming: Maps a config and a fresh UUID to the config's name (a
+            directory name and a test id). By default, the UUID alone.
+        cache_requests: Whether to cache LLM requests and expensive computations, so
+            that configs can be replayed without calling them (default `True`).
+        workers_setup: Setup work every process running configs needs.
+        log_level: Minimum level of the messages logged (overrides the `Run`'s).
+        export_raw_trace: Whether to export each run's raw trace (overrides the
+            `Run`'s).
+        export_log: Whether to export each run's log messages (overrides the `Run`'s).
+        export_browsable_trace: Whether to export a trace a person can browse
+            (overrides the `Run`'s).
+        verbose_snapshots: Whether snapshots of ongoing configs include their full
+            traces.
+
+    !!! tip
+        New hyperparameters can be added to the config class without invalidating
+        an existing state, by giving them defaults.
+    """
+
+    config_class: type[C]
+    context: ExecutionContext = field(default_factory=ExecutionContext)
+    output_dir: Path | str
+    configs: Sequence[C] | None = None
+    configs_context: object | None = None
+    name: str | None = None
+    description: str | None = None
+    config_naming: Callable[[C, uuid.UUID], str] | None = None
+    cache_requests: bool = True
+    workers_setup: WorkersSetup[Any] | None = None
+    log_level: LogLevel | None = None
+    export_raw_trace: bool | None = None
+    export_log: bool | None = None
+    export_browsable_trace: bool | None = None
+    verbose_snapshots: bool | None = None
+    defined_in: Path | None = field(init=False, compare=False)
+    """The Python file that created the experiment (`None` in an interactive
+    session)."""
+    _cwd: Path = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.defined_in = _defining_file()
+        self._cwd = Path.cwd()
+
+    @property
+    def absolute_output_dir(self) -> Path:
+        """The output directory, anchored at `context.workspace_root` or else at the
+        directory of the file that created the experiment."""
+        output_dir = Path(self.output_dir).expanduser()
+        if output_dir.is_absolute():
+            return output_dir
+        if self.context.workspace_root is not None:
+            return Path(self.context.workspace_root).absolute() / output_dir
+        if self.defined_in is not None:
+            return self.defined_in.parent / output_dir
+        return self._cwd / output_dir
+
+    @property
+    def codec(self) -> ConfigCodec[C]:
+        """The codec of `config_class` (plain data, canonical keys)."""
+        return codec_for(self.config_class)
+
+    @cached_property
+    def store(self) -> StateStore[C]:
+        """The store of the persistent state."""
+        return StateStore(self.absolute_output_dir, self.codec)
+
+    def config_dir(self, name: str) -> Path:
+        """The directory of a config's files."""
+        return layout.config_dir(self.absolute_output_dir, name)
+
+    @property
+    def summary_file_path(self) -> Path:
+        """The path of `results_summary.csv`."""
+        return layout.summary_file_path(self.absolute_output_dir)
+
+    def result_file_path(self, config_name: str) -> Path:
+        """The path of a config's `result.yaml`."""
+        return layout.result_file_path(self.absolute_output_dir, config_name)
+
+    def load_state(self) -> ExperimentState[C]:
+        """The persistent state, as on disk (with the journal applied).
+
+        Raises:
+            StateFileError: there is none yet (`load()` creates it), or it is corrupt.
+        """
+        return self.store.load()
+
+    def load(self) -> Self:
+        """Load the experiment, creating or updating its persistent state.
+
+        Without a state on disk, one is created with every config `todo`. Configs of
+        `configs` missing from the state are added as `todo`, named by
+        `config_naming`. Configs of the state that `configs` no longer lists are kept,
+        with an `UnlistedConfigsWarning` (`clean_index()` removes them). Every name is
+        checked before anything is written. Recorded results are folded into
+        `experiment.yaml` unless another process is running the experiment.
+
+        Returns:
+            `self`, for chaining.
+
+        Raises:
+            InvalidConfigError: a config that is not a `config_class` instance, or a
+                name given to two different configs.
+            InvalidConfigNameError: a name that cannot be a directory name.
+            StateFileError, ConfigParamsError: an unreadable state.
+            ExperimentLockedError: configs must be added while another process runs
+                the experiment.
+        """
+        store = self.store
+        existed = store.exists()
+        if existed:
+            state = store.load()
+        else:
+            state = ExperimentState(self.name, self.description, {})
+        must_write = not existed
+        for attribute in ("name", "description"):
+            value = getattr(self, attribute)
+            if value is not None and value != getattr(state, attribute):
+                setattr(state, attribute, value)
+                must_write = True
+        for name in state.configs:
+            validate_config_name(name)
+        if self.configs is not None:
+            added, unlisted = self._add_configs(state)
+            must_write = must_write or bool(added)
+            if unlisted:
+                self._warn_unlisted(unlisted)
+        if must_write:
+            self._write(state)
+        elif store.journal_file.exists():
+            # Folding while another process records would drop what it records next.
+            with contextlib.suppress(ExperimentLockedError):
+                self._write(state)
+        return self
+
+    def _add_configs(self, state: ExperimentState[C]) -> tuple[list[str], list[str]]:
+        codec = self.codec
+        # Params read from the state are canonical already: dumping them is enough.
+        name_by_key = {
+            canonical_json(codec.dump(info.params)): name
+            for name, info in state.configs.items()
+        }
+        listed: set[str] = set()
+        added: list[str] = []
+        naming = self.config_naming
+        for index, config in enumerate(self.configs or ()):
+            if not isinstance(config, self.config_class):
+                raise InvalidConfigError(
+                    NOT_A_CONFIG_MESSAGE.format(
+                        index=index,
+                        type_name=type(config).__qualname__,
+                        class_name=self.config_class.__qualname__,
+                    )
+                )
+            key = codec.canonical_key(config)
+            existing = name_by_key.get(key)
+            if existing is not None:
+                listed.add(existing)
+                continue
+            canonical = codec.load(codec.dump(config))
+            fresh = uuid.uuid4()
+            name = naming(canonical, fresh) if naming is not None else str(fresh)
+            validate_config_name(name)
+            if name in state.configs:
+                raise InvalidConfigError(
+                    DUPLICATE_NAME_MESSAGE.format(
+                        name=name, first=state.configs[name].params, second=config
+                    )
+                )
+            state.configs[name] = ConfigInfo(canonical)
+            name_by_key[key] = name
+            listed.add(name)
+            added.append(name)
+        unlisted = [name for name in state.configs if name not in listed]
+        return added, unlisted
+
+    def _warn_unlisted(self, names: list[str]) -> None:
+        shown = ", ".join(names[:_NAMES_SHOWN])
+        if len(names) > _NAMES_SHOWN:
+            shown += f" and {len(names) - _NAMES_SHOWN} more"
+        message = UNLISTED_CONFIGS_MESSAGE.format(
+            count=len(names), state_file=self.store.state_file, names=shown
+        )
+        warnings.warn(message, UnlistedConfigsWarning, stacklevel=3)
+
+    def _write(self, state: ExperimentState[C]) -> None:
+        # The lock is re-entrant within a process, so a runner holding it can call this.
+        with RunLock(self.absolute_output_dir):
+            self.store.save(state)
+
+    def _listed_names(self, state: ExperimentState[C]) -> set[str]:
+        name_of = state.inverse_mapping()
+        names = (name_of(config) for config in self.configs or ())
+        return {name for name in names if name is not None}
+
+    def is_done(self) -> bool:
+        """Whether every config of the state is `done`."""
+        return all(info.status == "done" for info in self.load_state().configs.values())
+
+    def clean_index(self) -> None:
+        """Remove from the state every config that `configs` does not list.
+
+        Raises:
+            ExperimentLockedError: another process is running the experiment.
+        """
+        state = self.load_state()
+        listed = self._listed_names(state)
+        state.configs = {n: i for n, i in state.configs.items() if n in listed}
+        self._write(state)
+
+    def mark_errors_as_todos(self) -> None:
+        """Mark every `failed` config as `todo`, to be run again.
+
+        Raises:
+            ExperimentLockedError: another process is running the experiment.
+        """
+        state = self.load_state()
+        for name, info in state.configs.items():
+            if info.status == "failed":
+                state.configs[name] = replace(info, status="todo")
+        self._write(state)
+
+    def get_status(self) -> dict[str, int]:
+        """How many configs are `todo`, `done` and `failed`."""
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for info in self.load_state().configs.values():
+            counts[info.status] += 1
+        return counts
+
+    def save_summary(
+        self, ignore_missing: bool = False, add_timing: bool = False
+    ) -> None:
+        """Write `results_summary.csv`, one row per config.
+
+        Arguments:
+            ignore_missing: leave out configs without a result instead of failing.
+            add_timing: add a `duration` column (seconds).
+
+        Raises:
+            MissingResultsError: some configs have no result and not `ignore_missing`.
+        """
+        summary.save_summary(
+            self.absolute_output_dir,
+            self.load_state(),
+            self.codec,
+            ignore_missing=ignore_missing,
+            add_timing=add_timing,
+        )
+
+    def load_summary(self) -> pandas.DataFrame:
+        """The summary written by `save_summary`, as a DataFrame."""
+        return summary.load_summary(self.absolute_output_dir)
+
+    def config_success_values_by_name(
+        self, config_name: str, *, type: Any
+    ) -> Sequence[Any]:
+        """The values of a config's outcome, loaded as a list of `type`.
+
+        Raises:
+            UnknownConfigError: no config of that name, or it has no result yet.
+        """
+        state = self.load_state()
+        if config_name not in state.configs:
+            raise UnknownConfigError(
+                UNKNOWN_CONFIG_MESSAGE.format(
+                    name=config_name, state_file=self.store.state_file
+                )
+            )
+        path = self.result_file_path(config_name)
+        try:
+            data = summary.read_result_file(path)
+        except FileNotFoundError:
+            raise UnknownConfigError(
+                NO_RESULT_MESSAGE.format(name=config_name, path=path)
+            ) from None
+        values = data["outcome"]["result"].get("values") or []
+        loaded: list[Any] = make_converter().structure(values, list[type])
+        return loaded
+
+    def config_success_values(self, config: C, *, type: Any) -> Sequence[Any]:
+        """The values of a config's outcome; see `config_success_values_by_name`."""
+        name = self.load_state().inverse_mapping()(config)
+        if name is None:
+            raise UnknownConfigError(
+                CONFIG_NOT_IN_STATE_MESSAGE.format(
+                    config=config, state_file=self.store.state_file
+                )
+            )
+        return self.config_success_values_by_name(name, type=type)

@@ -1,0 +1,349 @@
+from __future__ import annotations
+
+import importlib.util
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_delphyne import layout
+from pytest_delphyne.experiment import (
+    CONFIG_NOT_IN_STATE_MESSAGE,
+    DUPLICATE_NAME_MESSAGE,
+    NO_RESULT_MESSAGE,
+    NOT_A_CONFIG_MESSAGE,
+    UNKNOWN_CONFIG_MESSAGE,
+    UNLISTED_CONFIGS_MESSAGE,
+    ExecutionContext,
+    Experiment,
+    InvalidConfigError,
+    UnknownConfigError,
+    UnlistedConfigsWarning,
+    WorkersSetup,
+)
+from pytest_delphyne.identity import InvalidConfigNameError
+from pytest_delphyne.state import ConfigUpdate, StateFileError, Status, utc_now
+from pytest_delphyne.summary import MissingResultsError
+
+
+@dataclass
+class Config:
+    model: str
+    temperature: float = 0.7
+
+    def instantiate(self, context: object) -> object:
+        return None
+
+
+@dataclass
+class Answer:
+    text: str
+    score: float
+
+
+def by_params(config: Config, _: uuid.UUID) -> str:
+    return f"{config.model}_t{config.temperature}"
+
+
+def make_experiment(
+    output_dir: Path, configs: Sequence[Config] | None, **kwargs: Any
+) -> Experiment[Config]:
+    return Experiment(
+        config_class=Config,
+        output_dir=output_dir,
+        configs=configs,
+        config_naming=by_params,
+        **kwargs,
+    )
+
+
+def record(experiment: Experiment[Config], name: str, status: Status) -> None:
+    now = utc_now()
+    experiment.store.record(ConfigUpdate(name, status, now, now))
+
+
+def write_result(directory: Path, values: list[Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / layout.RESULT_FILE).write_text(
+        yaml.safe_dump(
+            {
+                "config_name": directory.name,
+                "duration": 1.0,
+                "outcome": {
+                    "result": {
+                        "success": True,
+                        "values": values,
+                        "spent_budget": {"num_requests": 1, "price": 0.1},
+                    }
+                },
+            }
+        )
+    )
+
+
+def test_a_relative_output_dir_is_relative_to_the_defining_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "project" / "exp.py"
+    source.parent.mkdir()
+    source.write_text(
+        "from dataclasses import dataclass\n"
+        "from pytest_delphyne.experiment import Experiment\n"
+        "@dataclass\n"
+        "class C:\n"
+        "    x: int = 0\n"
+        "    def instantiate(self, context: object) -> object:\n"
+        "        return None\n"
+        "experiment = Experiment(config_class=C, output_dir='out/exp')\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    spec = importlib.util.spec_from_file_location("delphyne_test_exp", source)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    experiment = module.experiment
+    assert experiment.defined_in == source
+    assert experiment.absolute_output_dir == tmp_path / "project" / "out" / "exp"
+
+
+def test_an_experiment_created_here_is_defined_here() -> None:
+    experiment = make_experiment(Path("out"), None)
+    assert experiment.defined_in == Path(__file__).absolute()
+    assert experiment.absolute_output_dir == Path(__file__).absolute().parent / "out"
+
+
+def test_a_workspace_root_anchors_a_relative_output_dir(tmp_path: Path) -> None:
+    experiment = make_experiment(
+        Path("out"), None, context=ExecutionContext(workspace_root=tmp_path)
+    )
+    assert experiment.absolute_output_dir == tmp_path / "out"
+
+
+def test_an_absolute_output_dir_stays(tmp_path: Path) -> None:
+    assert make_experiment(tmp_path, None).absolute_output_dir == tmp_path
+
+
+def test_load_creates_the_state_with_every_config_todo(tmp_path: Path) -> None:
+    configs = [Config("a"), Config("b", 1)]
+    experiment = make_experiment(tmp_path, configs, name="exp", description="d")
+    assert experiment.load() is experiment
+    assert (tmp_path / layout.STATE_FILE).read_text() == (
+        "name: exp\ndescription: d\nconfigs:\n"
+        "  a_t0.7:\n    params:\n      model: a\n      temperature: 0.7\n"
+        "    status: todo\n    start_time: null\n    end_time: null\n"
+        "    interruption_time: null\n"
+        "  b_t1.0:\n    params:\n      model: b\n      temperature: 1.0\n"
+        "    status: todo\n    start_time: null\n    end_time: null\n"
+        "    interruption_time: null\n"
+    )
+    assert experiment.get_status() == {"todo": 2, "done": 0, "failed": 0}
+    assert not experiment.is_done()
+
+
+def test_default_names_are_uuids(tmp_path: Path) -> None:
+    experiment = Experiment(
+        config_class=Config, output_dir=tmp_path, configs=[Config("a")]
+    )
+    (name,) = experiment.load().load_state().configs
+    assert str(uuid.UUID(name)) == name
+
+
+def test_load_again_keeps_names_and_adds_new_configs(tmp_path: Path) -> None:
+    make_experiment(tmp_path, [Config("a", 1)]).load()
+    experiment = make_experiment(tmp_path, [Config("a", 1.0), Config("c")]).load()
+    assert list(experiment.load_state().configs) == ["a_t1.0", "c_t0.7"]
+
+
+def test_configs_equal_by_canonical_form_are_one_config(tmp_path: Path) -> None:
+    experiment = make_experiment(tmp_path, [Config("a", 1), Config("a", 1.0)]).load()
+    assert list(experiment.load_state().configs) == ["a_t1.0"]
+
+
+def test_unlisted_configs_are_kept_with_a_warning(tmp_path: Path) -> None:
+    make_experiment(tmp_path, [Config("a"), Config("b")]).load()
+    experiment = make_experiment(tmp_path, [Config("a")])
+    message = UNLISTED_CONFIGS_MESSAGE.format(
+        count=1, state_file=tmp_path / layout.STATE_FILE, names="b_t0.7"
+    )
+    with pytest.warns(UnlistedConfigsWarning) as warned:
+        experiment.load()
+    assert [str(w.message) for w in warned] == [message]
+    assert list(experiment.load_state().configs) == ["a_t0.7", "b_t0.7"]
+
+
+def test_clean_index_removes_unlisted_configs(tmp_path: Path) -> None:
+    make_experiment(tmp_path, [Config("a"), Config("b")]).load()
+    experiment = make_experiment(tmp_path, [Config("a")])
+    with pytest.warns(UnlistedConfigsWarning):
+        experiment.load()
+    experiment.clean_index()
+    assert list(make_experiment(tmp_path, None).load_state().configs) == ["a_t0.7"]
+
+
+def test_mark_errors_as_todos(tmp_path: Path) -> None:
+    experiment = make_experiment(tmp_path, [Config("a"), Config("b"), Config("c")])
+    experiment.load()
+    record(experiment, "a_t0.7", "failed")
+    record(experiment, "b_t0.7", "done")
+    assert experiment.get_status() == {"todo": 1, "done": 1, "failed": 1}
+    experiment.mark_errors_as_todos()
+    assert not (tmp_path / layout.JOURNAL_FILE).exists()
+    assert make_experiment(tmp_path, None).get_status() == {
+        "todo": 2,
+        "done": 1,
+        "failed": 0,
+    }
+    assert "status: failed" not in (tmp_path / layout.STATE_FILE).read_text()
+
+
+def test_is_done_when_every_config_is_done(tmp_path: Path) -> None:
+    experiment = make_experiment(tmp_path, [Config("a"), Config("b")]).load()
+    record(experiment, "a_t0.7", "done")
+    assert not experiment.is_done()
+    record(experiment, "b_t0.7", "done")
+    assert experiment.is_done()
+
+
+def test_load_folds_the_journal(tmp_path: Path) -> None:
+    experiment = make_experiment(tmp_path, [Config("a")]).load()
+    record(experiment, "a_t0.7", "done")
+    experiment.store.close()
+    make_experiment(tmp_path, [Config("a")]).load()
+    assert not (tmp_path / layout.JOURNAL_FILE).exists()
+    assert "status: done" in (tmp_path / layout.STATE_FILE).read_text()
+
+
+def test_a_config_of_another_class_is_refused_before_writing(tmp_path: Path) -> None:
+    configs: list[Any] = [Config("a"), Answer("x", 1.0)]
+    with pytest.raises(InvalidConfigError) as info:
+        make_experiment(tmp_path / "out", configs).load()
+    assert str(info.value) == NOT_A_CONFIG_MESSAGE.format(
+        index=1, type_name="Answer", class_name="Config"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_name_given_to_two_configs_is_refused_before_writing(tmp_path: Path) -> None:
+    experiment = Experiment(
+        config_class=Config,
+        output_dir=tmp_path / "out",
+        configs=[Config("a"), Config("b")],
+        config_naming=lambda config, _: "same",
+    )
+    with pytest.raises(InvalidConfigError) as info:
+        experiment.load()
+    assert str(info.value) == DUPLICATE_NAME_MESSAGE.format(
+        name="same", first=Config("a"), second=Config("b")
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_unsafe_name_is_refused_before_writing(tmp_path: Path) -> None:
+    experiment = Experiment(
+        config_class=Config,
+        output_dir=tmp_path / "out",
+        configs=[Config("a")],
+        config_naming=lambda config, _: "../escape",
+    )
+    with pytest.raises(InvalidConfigNameError, match="path separator"):
+        experiment.load()
+    assert not (tmp_path / "out").exists()
+
+
+def test_load_state_before_load_says_how_to_create_it(tmp_path: Path) -> None:
+    with pytest.raises(StateFileError, match=r"Experiment\.load\(\) creates it"):
+        make_experiment(tmp_path, [Config("a")]).get_status()
+
+
+def test_save_and_load_summary(tmp_path: Path) -> None:
+    experiment = make_experiment(tmp_path, [Config("a"), Config("b")]).load()
+    with pytest.raises(MissingResultsError):
+        experiment.save_summary()
+    record(experiment, "a_t0.7", "done")
+    write_result(experiment.config_dir("a_t0.7"), [])
+    experiment.save_summary(ignore_missing=True, add_timing=True)
+    assert experiment.summary_file_path == tmp_path / layout.SUMMARY_FILE
+    frame = experiment.load_summary()
+    assert list(frame.columns) == [
+        "model",
+        "temperature",
+        "success",
+        "num_completions",
+        "num_requests",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "price",
+        "duration",
+        "config_name",
+    ]
+    assert frame.fillna(-1).to_dict("records") == [
+        {
+            "model": "a",
+            "temperature": 0.7,
+            "success": True,
+            "num_completions": -1,
+            "num_requests": 1,
+            "input_tokens": -1,
+            "cached_input_tokens": -1,
+            "output_tokens": -1,
+            "price": 0.1,
+            "duration": 1.0,
+            "config_name": "a_t0.7",
+        }
+    ]
+
+
+def test_config_success_values_are_loaded_into_the_given_type(tmp_path: Path) -> None:
+    experiment = make_experiment(tmp_path, [Config("a")]).load()
+    assert experiment.result_file_path("a_t0.7") == (
+        tmp_path / "configs" / "a_t0.7" / "result.yaml"
+    )
+    write_result(experiment.config_dir("a_t0.7"), [{"text": "hi", "score": 1}])
+    expected = [Answer("hi", 1.0)]
+    assert experiment.config_success_values_by_name("a_t0.7", type=Answer) == expected
+    assert experiment.config_success_values(Config("a", 0.7), type=Answer) == expected
+
+
+def test_success_values_of_unknown_or_unrun_configs_are_refused(
+    tmp_path: Path,
+) -> None:
+    experiment = make_experiment(tmp_path, [Config("a")]).load()
+    state_file = tmp_path / layout.STATE_FILE
+    with pytest.raises(UnknownConfigError) as info:
+        experiment.config_success_values_by_name("zzz", type=Answer)
+    assert str(info.value) == UNKNOWN_CONFIG_MESSAGE.format(
+        name="zzz", state_file=state_file
+    )
+    with pytest.raises(UnknownConfigError) as info:
+        experiment.config_success_values(Config("b"), type=Answer)
+    assert str(info.value) == CONFIG_NOT_IN_STATE_MESSAGE.format(
+        config=Config("b"), state_file=state_file
+    )
+    with pytest.raises(UnknownConfigError) as info:
+        experiment.config_success_values_by_name("a_t0.7", type=Answer)
+    assert str(info.value) == NO_RESULT_MESSAGE.format(
+        name="a_t0.7", path=experiment.result_file_path("a_t0.7")
+    )
+
+
+def test_workers_setup_holds_its_two_functions() -> None:
+    def common() -> int:
+        return 8000
+
+    def per_worker(port: int) -> None:
+        os.environ.get(str(port))
+
+    setup = WorkersSetup(common=common, per_worker=per_worker)
+    experiment = Experiment(
+        config_class=Config, output_dir="out", workers_setup=setup, cache_requests=False
+    )
+    assert experiment.workers_setup is setup
+    assert experiment.cache_requests is False
+    assert experiment.log_level is None

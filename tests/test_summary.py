@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import pytest_delphyne
+from pytest_delphyne import layout
+from pytest_delphyne.identity import codec_for
+from pytest_delphyne.state import ConfigInfo, ExperimentState
+from pytest_delphyne.summary import (
+    MISSING_RESULTS_MESSAGE,
+    NO_SUMMARY_MESSAGE,
+    MissingResultsError,
+    MissingSummaryError,
+    ResultFileError,
+    flatten_params,
+    load_summary,
+    save_summary,
+)
+
+
+@dataclass
+class Sampling:
+    temperature: float = 0.7
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    model: str
+    sampling: Sampling = field(default_factory=Sampling)
+
+    def instantiate(self, context: object) -> object:
+        return None
+
+
+def write_result(
+    output_dir: Path,
+    name: str,
+    *,
+    success: bool,
+    price: float,
+    duration: float = 1.5,
+    values: list[Any] | None = None,
+) -> None:
+    path = layout.result_file_path(output_dir, name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {
+        "config_name": name,
+        "params": {},
+        "start_time": "2024-05-01T12:00:00+00:00",
+        "end_time": "2024-05-01T12:00:01.500000+00:00",
+        "duration": duration,
+        "outcome": {
+            "result": {
+                "success": success,
+                "values": values or [],
+                "spent_budget": {
+                    "num_requests": 2,
+                    "num_completions": 3,
+                    "input_tokens": 100,
+                    "cached_input_tokens": 10,
+                    "output_tokens": 50,
+                    "price": price,
+                },
+            }
+        },
+    }
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def make_state(**statuses: Any) -> ExperimentState[Config]:
+    return ExperimentState(
+        None,
+        None,
+        {
+            name: ConfigInfo(Config(name, Sampling(0.5, ["\n"])), status)
+            for name, status in statuses.items()
+        },
+    )
+
+
+def test_summary_has_the_seed_columns_then_config_name(tmp_path: Path) -> None:
+    write_result(tmp_path, "a", success=True, price=0.25)
+    write_result(tmp_path, "b", success=False, price=0.5)
+    state = make_state(a="done", b="done")
+    path = save_summary(tmp_path, state, codec_for(Config))
+    assert path == tmp_path / layout.SUMMARY_FILE
+    assert path.read_text() == (
+        "model,sampling.temperature,sampling.stop,success,num_completions,"
+        "num_requests,input_tokens,cached_input_tokens,output_tokens,price,config_name\n"
+        'a,0.5,"[""\\n""]",True,3,2,100,10,50,0.25,a\n'
+        'b,0.5,"[""\\n""]",False,3,2,100,10,50,0.5,b\n'
+    )
+
+
+def test_add_timing_adds_a_duration_column(tmp_path: Path) -> None:
+    write_result(tmp_path, "a", success=True, price=0.25, duration=2.25)
+    save_summary(tmp_path, make_state(a="done"), codec_for(Config), add_timing=True)
+    header, row = (tmp_path / layout.SUMMARY_FILE).read_text().splitlines()
+    assert header.endswith(",price,duration,config_name")
+    assert row.endswith(",0.25,2.25,a")
+
+
+def test_missing_results_are_named(tmp_path: Path) -> None:
+    write_result(tmp_path, "a", success=True, price=0.25)
+    state = make_state(a="done", b="todo", c="failed", d="done")
+    with pytest.raises(MissingResultsError) as info:
+        save_summary(tmp_path, state, codec_for(Config))
+    assert str(info.value) == MISSING_RESULTS_MESSAGE.format(
+        count=3, output_dir=tmp_path, names="b, c, d"
+    )
+    assert not (tmp_path / layout.SUMMARY_FILE).exists()
+
+
+def test_ignore_missing_leaves_configs_without_result_out(tmp_path: Path) -> None:
+    write_result(tmp_path, "a", success=True, price=0.25)
+    state = make_state(a="done", b="todo")
+    save_summary(tmp_path, state, codec_for(Config), ignore_missing=True)
+    frame = load_summary(tmp_path)
+    assert list(frame["config_name"]) == ["a"]
+    assert list(frame["price"]) == [0.25]
+    assert list(frame["success"]) == [True]
+
+
+def test_an_empty_state_gives_a_header_only_summary(tmp_path: Path) -> None:
+    save_summary(tmp_path, make_state(), codec_for(Config))
+    assert (tmp_path / layout.SUMMARY_FILE).read_text() == (
+        "success,num_completions,num_requests,input_tokens,cached_input_tokens,"
+        "output_tokens,price,config_name\n"
+    )
+
+
+def test_a_result_file_without_an_outcome_is_refused(tmp_path: Path) -> None:
+    path = layout.result_file_path(tmp_path, "a")
+    path.parent.mkdir(parents=True)
+    path.write_text("config_name: a\n")
+    with pytest.raises(ResultFileError, match=r"no 'outcome\.result' mapping"):
+        save_summary(tmp_path, make_state(a="done"), codec_for(Config))
+
+
+def test_load_summary_before_save_summary_says_so(tmp_path: Path) -> None:
+    with pytest.raises(MissingSummaryError) as info:
+        load_summary(tmp_path)
+    assert str(info.value) == NO_SUMMARY_MESSAGE.format(
+        path=tmp_path / layout.SUMMARY_FILE
+    )
+
+
+@pytest.mark.parametrize(
+    ("params", "flat"),
+    [
+        ({"a": 1}, {"a": 1}),
+        ({"a": {"b": {"c": 2}}, "d": None}, {"a.b.c": 2, "d": None}),
+        ({"xs": [1, "y"]}, {"xs": '[1, "y"]'}),
+    ],
+)
+def test_flatten_params(params: dict[str, Any], flat: dict[str, Any]) -> None:
+    assert flatten_params(params) == flat
+
+
+def test_importing_the_summary_module_does_not_import_pandas() -> None:
+    code = "import sys, pytest_delphyne.summary; print('pandas' in sys.modules)"
+    root = Path(pytest_delphyne.__file__).parent.parent
+    output = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    ).stdout
+    assert output == "False\n"
