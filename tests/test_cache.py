@@ -5,6 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from pytest_delphyne.cache import (
     CACHE_FILE_MESSAGE,
@@ -37,34 +38,50 @@ def test_identical_calls_record_and_replay_in_order(tmp_path: Path) -> None:
 def test_cache_file_content(tmp_path: Path) -> None:
     path = tmp_path / "cache.yaml"
     with RequestCache(path, "create") as cache:
-        cache.call("m.f", ARGS, lambda: {"text": "two\nlines", "n": (1, 2)})
+        cache.call("m.f", ARGS, lambda: {"text": "two\nlines\u2028é", "n": (1, 2)})
         cache.call("m.f", ARGS, lambda: None)
     text = path.read_text()
-    seconds = [line.split(": ")[1] for line in text.splitlines() if "seconds" in line]
+    seconds = [line.rsplit(": ", 1)[1][:-1] for line in text.splitlines()]
     assert text == (
-        "- key: m.f\n"
-        "  occurrence: 0\n"
-        "  args:\n"
-        "    args:\n"
-        "    - 1\n"
-        "    kwargs: {}\n"
-        "  answer:\n"
-        "    text: |-\n"
-        "      two\n"
-        "      lines\n"
-        "    n:\n"
-        "    - 1\n"
-        "    - 2\n"
-        f"  seconds: {seconds[0]}\n"
-        "- key: m.f\n"
-        "  occurrence: 1\n"
-        "  args:\n"
-        "    args:\n"
-        "    - 1\n"
-        "    kwargs: {}\n"
-        "  answer: null\n"
-        f"  seconds: {seconds[1]}\n"
+        '- {"key": "m.f", "occurrence": 0, "args": {"args":[1],"kwargs":{}}, '
+        '"answer": {"text": "two\\nlines\\u2028é", "n": [1, 2]}, '
+        f'"seconds": {seconds[0]}}}\n'
+        '- {"key": "m.f", "occurrence": 1, "args": {"args":[1],"kwargs":{}}, '
+        f'"answer": null, "seconds": {seconds[1]}}}\n'
     )
+    assert yaml.safe_load(text) == [
+        {
+            "key": "m.f",
+            "occurrence": 0,
+            "args": {"args": [1], "kwargs": {}},
+            "answer": {"text": "two\nlines\u2028é", "n": [1, 2]},
+            "seconds": float(seconds[0]),
+        },
+        {
+            "key": "m.f",
+            "occurrence": 1,
+            "args": {"args": [1], "kwargs": {}},
+            "answer": None,
+            "seconds": float(seconds[1]),
+        },
+    ]
+
+
+def test_cache_edited_into_block_yaml_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        first = cache.call("m.f", ARGS, random.random)
+    path.write_text(yaml.safe_dump(yaml.safe_load(path.read_text())))
+    with RequestCache(path, "replay") as cache:
+        assert cache.call("m.f", ARGS, _never) == first
+
+
+def test_entry_without_its_keys_is_refused_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    path.write_text("- key: m.f\n  occurrence: 0\n- {}\n")
+    with pytest.raises(CacheFileError) as info:
+        RequestCache(path, "read_write")
+    assert str(info.value).startswith(f"{path}, line 1: entry 0 is not a cache entry")
 
 
 def test_answer_is_returned_as_it_replays(tmp_path: Path) -> None:
@@ -129,7 +146,11 @@ def test_read_write_drops_a_torn_last_entry(tmp_path: Path, cut: str) -> None:
     text = _three_entries(path)
     last = text.rindex("\n- ") + 1
     entry = text[last:]
-    at = {"mid-line": 3, "line end": 11, "before seconds": entry.index("  seconds")}
+    at = {
+        "mid-line": 3,
+        "line end": len(entry) - 1,
+        "before seconds": entry.index('"seconds"'),
+    }
     path.write_text(text[: last + at[cut]])
     with RequestCache(path, "read_write") as cache:
         assert len(cache) == 2
@@ -147,7 +168,7 @@ def test_replay_refuses_a_torn_last_entry_naming_its_line(tmp_path: Path) -> Non
     text = _three_entries(path)
     last = text.rindex("\n- ") + 1
     path.write_text(text[: last + 20])
-    line = text[:last].count("\n") + 1
+    line = 3
     with pytest.raises(CacheFileError) as info:
         RequestCache(path, "replay")
     assert str(info.value) == CACHE_FILE_MESSAGE.format(
@@ -160,8 +181,8 @@ def test_corrupt_entry_in_the_middle_is_refused_naming_its_line(
 ) -> None:
     path = tmp_path / "cache.yaml"
     text = _three_entries(path)
-    path.write_text(text.replace("  occurrence: 1\n", "  occurrence: [1\n"))
-    with pytest.raises(CacheFileError, match=rf"^{path}, line \d+: corrupt YAML"):
+    path.write_text(text.replace('"occurrence": 1,', '"occurrence": [1,'))
+    with pytest.raises(CacheFileError, match=rf"^{path}, line 2: corrupt YAML"):
         RequestCache(path, "read_write")
     assert path.read_text() != text  # left as it was, not cut
 
