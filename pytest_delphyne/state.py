@@ -550,7 +550,8 @@ class RunLock:
     names that process. Re-acquiring in the process that holds it succeeds (the lock
     counts), so code holding the lock can call helpers that take it too.
 
-    Use it as a context manager, or call `acquire()` and `release()`.
+    Use it as a context manager, or call `acquire()` and `release()` and keep a
+    reference meanwhile: a `RunLock` that is garbage-collected releases the lock.
     """
 
     def __init__(self, output_dir: Path):

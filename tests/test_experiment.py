@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import signal
+import subprocess
+import sys
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +30,13 @@ from pytest_delphyne.experiment import (
     WorkersSetup,
 )
 from pytest_delphyne.identity import InvalidConfigNameError
-from pytest_delphyne.state import ConfigUpdate, StateFileError, Status, utc_now
+from pytest_delphyne.state import (
+    ConfigUpdate,
+    ExperimentLockedError,
+    StateFileError,
+    Status,
+    utc_now,
+)
 from pytest_delphyne.summary import MissingResultsError
 
 
@@ -347,3 +356,43 @@ def test_workers_setup_holds_its_two_functions() -> None:
     assert experiment.workers_setup is setup
     assert experiment.cache_requests is False
     assert experiment.log_level is None
+
+
+HOLDER = """
+import time
+from pathlib import Path
+from pytest_delphyne.state import RunLock
+lock = RunLock(Path({directory!r}))
+lock.acquire()
+print("locked", flush=True)
+time.sleep(120)
+"""
+
+
+def test_load_while_another_process_runs_leaves_its_journal_alone(
+    tmp_path: Path,
+) -> None:
+    experiment = make_experiment(tmp_path, [Config("a")]).load()
+    record(experiment, "a_t0.7", "done")
+    journal = (tmp_path / layout.JOURNAL_FILE).read_bytes()
+    root = Path(layout.__file__).parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLDER.format(directory=str(tmp_path))],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline() == "locked\n"
+        reader = make_experiment(tmp_path, [Config("a")]).load()
+        assert reader.get_status() == {"todo": 0, "done": 1, "failed": 0}
+        assert (tmp_path / layout.JOURNAL_FILE).read_bytes() == journal
+        with pytest.raises(ExperimentLockedError, match=f"process {process.pid} on"):
+            make_experiment(tmp_path, [Config("a"), Config("new")]).load()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert "new_t0.7" not in (tmp_path / layout.STATE_FILE).read_text()
