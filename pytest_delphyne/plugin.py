@@ -1,3 +1,604 @@
-"""The `pytest11` entry point of pytest-delphyne."""
+"""The `pytest11` entry point: options, and the session-wide objects they configure.
+
+`pytest --delphyne-exp=exp.py` makes each configuration of the experiment in `exp.py`
+a test item. The controller (the one process that is not an xdist worker) loads each
+experiment before anything is collected: it names new configs, holds the run lock and
+decides, from the state, what each config does. Workers receive that plan through
+`workerinput`, so every process collects the same items under the same names.
+"""
 
 from __future__ import annotations
+
+import functools
+import inspect
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_delphyne import layout
+from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
+from pytest_delphyne.items import (
+    ConfigItem,
+    ExperimentBinding,
+    ExperimentModule,
+    SelectionOptions,
+    SpendMeter,
+    decide_action,
+    describe_params,
+    sees_output_dir,
+)
+from pytest_delphyne.recorder import RecordedExperiment, Recorder
+from pytest_delphyne.state import RunLock
+from pytest_delphyne.workers import (
+    PLANS_KEY,
+    SETUP_VALUES_KEY,
+    ExperimentPlan,
+    PlannedConfig,
+    XdistHooks,
+    check_picklable,
+    dump_setup_value,
+    load_setup_value,
+    worker_input,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+    from types import ModuleType
+
+MISSING_FILE_MESSAGE = "--delphyne-exp: experiment file not found: {path}"
+IMPORT_FAILED_MESSAGE = "--delphyne-exp: importing {path} failed:\n{error}"
+NO_EXPERIMENT_MESSAGE = (
+    "--delphyne-exp: {path} defines no Experiment (found none among its "
+    "module attributes)"
+)
+AMBIGUOUS_MESSAGE = (
+    "--delphyne-exp: {path} defines several Experiments ({found}); "
+    "choose one with {path}::ATTR"
+)
+UNKNOWN_ATTRIBUTE_MESSAGE = (
+    "--delphyne-exp: {path} has no Experiment named {attr!r} "
+    "(Experiments found: {found})"
+)
+PDB_WITHOUT_WORKERS_MESSAGE = (
+    "delphyne: --pdb runs configs in this process, without xdist workers"
+)
+STORED_FAILURE_TAIL_LINES = 60
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A `--delphyne-exp` value: `PATH[::ATTR]`, the path made absolute."""
+
+    path: Path
+    attr: str | None
+
+    @classmethod
+    def parse(cls, text: str, base: Path) -> ExperimentSpec:
+        path_text, separator, attr = text.partition("::")
+        path = (base / path_text).resolve()
+        return cls(path=path, attr=attr if separator else None)
+
+
+delphyne_session_key = pytest.StashKey["DelphyneSession"]()
+pdb_without_workers_key = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("delphyne", "experiments of oracular programs")
+    group.addoption(
+        "--delphyne-exp",
+        action="append",
+        dest="delphyne_exp",
+        default=[],
+        metavar="PATH[::ATTR]",
+        help="Experiment file whose configs to run as tests, with the attribute "
+        "naming the Experiment when the file defines several (repeatable)",
+    )
+    group.addoption(
+        "--delphyne-replay",
+        action="store_true",
+        dest="delphyne_replay",
+        default=False,
+        help="Replay done and failed configs from their caches, without LLM calls, "
+        "and fail those whose outcome differs from the recorded one",
+    )
+    group.addoption(
+        "--delphyne-max-price",
+        action="store",
+        type=float,
+        dest="delphyne_max_price",
+        default=None,
+        metavar="PRICE",
+        help="Start no more configs once this session has spent PRICE; the rest "
+        "stay todo",
+    )
+    group.addoption(
+        "--delphyne-reuse-cache",
+        action="store_true",
+        dest="delphyne_reuse_cache",
+        default=False,
+        help="Let retried configs replay the calls their failed attempt recorded "
+        "instead of paying for them again",
+    )
+    parser.addini(
+        "delphyne_exp",
+        type="linelist",
+        help="Experiment files to run as tests, as with --delphyne-exp",
+        default=[],
+    )
+
+
+def experiment_specs(config: pytest.Config) -> list[ExperimentSpec]:
+    """The experiments of this session: the command line's, else the ini file's."""
+    given: list[str] = config.getoption("delphyne_exp")
+    if given:
+        base = config.invocation_params.dir
+        return [ExperimentSpec.parse(text, base) for text in given]
+    from_ini: list[str] = config.getini("delphyne_exp")
+    base = config.inipath.parent if config.inipath else config.rootpath
+    return [ExperimentSpec.parse(text, base) for text in from_ini]
+
+
+# wrapper: must run before xdist's own `pytest_cmdline_main`, which refuses --pdb
+# together with -n.
+@pytest.hookimpl(wrapper=True)
+def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object]:
+    option = config.option
+    distributed = bool(getattr(option, "numprocesses", None)) or bool(
+        getattr(option, "tx", None)
+    )
+    if config.getoption("usepdb") and distributed and config.getoption("delphyne_exp"):
+        option.numprocesses = 0
+        option.dist = "no"
+        option.tx = []
+        config.stash[pdb_without_workers_key] = True
+    return (yield)
+
+
+@pytest.hookimpl
+def pytest_configure(config: pytest.Config) -> None:
+    specs = experiment_specs(config)
+    if not specs or config.getoption("help"):
+        return
+    session = DelphyneSession(config)
+    config.stash[delphyne_session_key] = session
+    config.pluginmanager.register(session, "delphyne-session")
+    session.start(specs)
+    if config.args_source != pytest.Config.ArgsSource.ARGS:
+        # Without positional paths, the experiments are the whole test run.
+        config.args[:] = [str(path) for path in session.bindings]
+    else:
+        config.args.extend(
+            str(path) for path in session.bindings if str(path) not in config.args
+        )
+
+
+@pytest.hookimpl
+def pytest_unconfigure(config: pytest.Config) -> None:
+    session = config.stash.get(delphyne_session_key, None)
+    if session is None:
+        return
+    session.close()
+    config.pluginmanager.unregister(session)
+    del config.stash[delphyne_session_key]
+
+
+def bindings_for(config: pytest.Config, path: Path) -> list[ExperimentBinding]:
+    """The experiments this process collects from the file at `path`."""
+    return config.stash[delphyne_session_key].bindings.get(path, [])
+
+
+def ensure_worker_setup(
+    config: pytest.Config, binding: ExperimentBinding, experiment: Experiment[Any]
+) -> None:
+    """Run `WorkersSetup.per_worker` once in this process, before its first config."""
+    config.stash[delphyne_session_key].ensure_worker_setup(binding, experiment)
+
+
+def _find_experiment(module: ModuleType, spec: ExperimentSpec) -> tuple[str, Any]:
+    found = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, Experiment)
+    }
+    listed = ", ".join(sorted(found)) or "none"
+    if spec.attr is not None:
+        if spec.attr not in found:
+            raise pytest.UsageError(
+                UNKNOWN_ATTRIBUTE_MESSAGE.format(
+                    path=spec.path, attr=spec.attr, found=listed
+                )
+            )
+        return spec.attr, found[spec.attr]
+    if not found:
+        raise pytest.UsageError(NO_EXPERIMENT_MESSAGE.format(path=spec.path))
+    if len(found) > 1:
+        raise pytest.UsageError(AMBIGUOUS_MESSAGE.format(path=spec.path, found=listed))
+    return next(iter(found.items()))
+
+
+def _stored_traceback(experiment: Experiment[Any], name: str) -> str:
+    path = layout.exception_file_path(experiment.absolute_output_dir, name)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no {layout.EXCEPTION_FILE} was kept for this config)"
+    return "\n".join(lines[-STORED_FAILURE_TAIL_LINES:])
+
+
+def build_plan(
+    experiment: Experiment[Any], key: str
+) -> tuple[ExperimentPlan, dict[str, Any]]:
+    """What every process must know of a loaded experiment, and its configs by name."""
+    state = experiment.load_state()
+    codec = experiment.codec
+    if experiment.configs is None:
+        names = list(state.configs)
+    else:
+        name_of = state.inverse_mapping()
+        names = []
+        for config in experiment.configs:
+            name = name_of(config)
+            if name is None:  # load() names every listed config; nothing else writes
+                raise RuntimeError(f"config {config!r} has no name after loading")
+            names.append(name)
+    listed = set(names)
+    configs: list[PlannedConfig] = []
+    by_name: dict[str, Any] = {}
+    stored_failures: dict[str, str] = {}
+    for name in names:
+        info = state.configs[name]
+        by_name[name] = info.params
+        configs.append(
+            PlannedConfig(name=name, status=info.status, params=codec.dump(info.params))
+        )
+        if info.status == "failed":
+            stored_failures[name] = _stored_traceback(experiment, name)
+    output_dir = experiment.absolute_output_dir
+    stat = output_dir.stat()
+    plan = ExperimentPlan(
+        key=key,
+        output_dir=str(output_dir),
+        output_dir_id=[stat.st_dev, stat.st_ino],
+        configs=configs,
+        stored_failures=stored_failures,
+        orphans=[name for name in state.configs if name not in listed],
+    )
+    return plan, by_name
+
+
+def _lastfailed_key(nodeid: str) -> object:
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest < 9 keys its last-failed cache by plain strings
+        return nodeid
+    return NodeId.parse(nodeid)
+
+
+@dataclass
+class DelphyneSession:
+    """Everything one process knows of this session's experiments.
+
+    On the controller, `start` imports each experiment file, loads the experiment
+    (naming new configs) under the run lock, runs `WorkersSetup.common`, and registers
+    the recorder. On a worker it reads the controller's plan from `workerinput`. Both
+    then bind each experiment to its file and bring pytest's last-failed cache in line
+    with the state, which is the source of truth.
+    """
+
+    config: pytest.Config
+    bindings: dict[Path, list[ExperimentBinding]] = field(default_factory=dict)
+    plans: list[ExperimentPlan] = field(default_factory=list)
+    locks: list[RunLock] = field(default_factory=list)
+    setup_values: dict[str, object] = field(default_factory=dict)
+    setup_teardowns: list[Generator[object, None, None]] = field(default_factory=list)
+    workers_ready: dict[str, BaseException | None] = field(default_factory=dict)
+    meter: SpendMeter = field(default_factory=SpendMeter)
+    reported_verbosely: set[str] = field(default_factory=set)
+
+    @property
+    def options(self) -> SelectionOptions:
+        config = self.config
+        return SelectionOptions(
+            last_failed=bool(config.getoption("lf")),
+            failed_first=bool(config.getoption("failedfirst")),
+            replay=bool(config.getoption("usepdb"))
+            or bool(config.getoption("delphyne_replay")),
+            reuse_cache=bool(config.getoption("delphyne_reuse_cache")),
+            max_price=config.getoption("delphyne_max_price"),
+        )
+
+    def start(self, specs: list[ExperimentSpec]) -> None:
+        workerinput = worker_input(self.config)
+        options = self.options
+        if workerinput is None:
+            self._start_controller(specs, options)
+        else:
+            self.plans = workerinput[PLANS_KEY]
+            self.setup_values = {
+                key: load_setup_value(data)
+                for key, data in workerinput[SETUP_VALUES_KEY].items()
+            }
+            for plan in self.plans:
+                path_text, _, attr = plan["key"].rpartition("::")
+                self._bind(
+                    Path(path_text),
+                    ExperimentBinding(
+                        attr=attr,
+                        plan=plan,
+                        shares_output_dir=sees_output_dir(plan),
+                        options=options,
+                        meter=self.meter,
+                    ),
+                )
+        self._align_last_failed(options)
+
+    def _bind(self, path: Path, binding: ExperimentBinding) -> None:
+        self.bindings.setdefault(path, []).append(binding)
+
+    def _import(self, spec: ExperimentSpec) -> ModuleType:
+        from _pytest.pathlib import import_path
+
+        if not spec.path.is_file():
+            raise pytest.UsageError(MISSING_FILE_MESSAGE.format(path=spec.path))
+        try:
+            return import_path(
+                spec.path,
+                mode=self.config.getoption("importmode"),
+                root=self.config.rootpath,
+                consider_namespace_packages=self.config.getini(
+                    "consider_namespace_packages"
+                ),
+            )
+        except Exception as error:
+            raise pytest.UsageError(
+                IMPORT_FAILED_MESSAGE.format(
+                    path=spec.path, error="".join(traceback.format_exception(error))
+                )
+            ) from error
+
+    def _start_controller(
+        self, specs: list[ExperimentSpec], options: SelectionOptions
+    ) -> None:
+        config = self.config
+        runs_configs = not config.getoption("collectonly")
+        distributed = config.getoption("dist", "no") != "no" and bool(
+            config.getoption("tx", None)
+        )
+        recorded: list[RecordedExperiment] = []
+        setup_bytes: dict[str, bytes] = {}
+        locked: set[Path] = set()
+        for spec in specs:
+            module = self._import(spec)
+            attr, experiment = _find_experiment(module, spec)
+            key = f"{spec.path}::{attr}"
+            output_dir = experiment.absolute_output_dir
+            if runs_configs and output_dir not in locked:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                lock = RunLock(output_dir)
+                lock.acquire()
+                self.locks.append(lock)
+                locked.add(output_dir)
+            with warnings.catch_warnings():
+                # The plan reports these configs itself (`--co` lists them).
+                warnings.simplefilter("ignore", UnlistedConfigsWarning)
+                experiment.load()
+            plan, by_name = build_plan(experiment, key)
+            self.plans.append(plan)
+            self._bind(
+                spec.path,
+                ExperimentBinding(
+                    attr=attr,
+                    plan=plan,
+                    shares_output_dir=True,
+                    options=options,
+                    meter=self.meter,
+                    configs=by_name,
+                ),
+            )
+            recorded.append(
+                RecordedExperiment(
+                    attr=attr, path=spec.path, experiment=experiment, plan=plan
+                )
+            )
+            if not runs_configs:
+                continue
+            if distributed:
+                check_picklable(
+                    experiment.configs_context,
+                    what="Experiment.configs_context",
+                    experiment=key,
+                )
+            if experiment.workers_setup is not None:
+                value = self._run_common(experiment.workers_setup.common)
+                self.setup_values[key] = value
+                if distributed:
+                    setup_bytes[key] = dump_setup_value(value, experiment=key)
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(
+                XdistHooks(self.plans, setup_bytes), "delphyne-xdist"
+            )
+        if runs_configs:
+            config.pluginmanager.register(
+                Recorder(config, recorded, options), "delphyne-recorder"
+            )
+
+    def _run_common(self, common: Any) -> object:
+        if inspect.isgeneratorfunction(common):
+            generator: Generator[object, None, None] = common()
+            value = next(generator)
+            self.setup_teardowns.append(generator)
+            return value
+        return common()
+
+    def ensure_worker_setup(
+        self, binding: ExperimentBinding, experiment: Experiment[Any]
+    ) -> None:
+        key = binding.plan["key"]
+        if key not in self.workers_ready:
+            error: BaseException | None = None
+            if experiment.workers_setup is not None:
+                try:
+                    experiment.workers_setup.per_worker(self.setup_values.get(key))
+                except Exception as raised:
+                    error = raised
+            self.workers_ready[key] = error
+        error = self.workers_ready[key]
+        if error is not None:
+            raise error
+
+    def _align_last_failed(self, options: SelectionOptions) -> None:
+        lfplugin = self.config.pluginmanager.get_plugin("lfplugin")
+        if lfplugin is None:
+            return
+        rootpath = self.config.rootpath
+        for path, bindings in self.bindings.items():
+            try:
+                file_id = "/".join(path.relative_to(rootpath).parts)
+            except ValueError:
+                file_id = path.name
+            for binding in bindings:
+                for planned in binding.plan["configs"]:
+                    nodeid = f"{file_id}::{binding.attr}[{planned['name']}]"
+                    status = planned["status"]
+                    retry = status == "failed" or (
+                        status == "todo" and options.last_failed
+                    )
+                    if retry:
+                        lfplugin.lastfailed[_lastfailed_key(nodeid)] = True
+                    else:
+                        lfplugin.lastfailed.pop(_lastfailed_key(nodeid), None)
+        if self.config.getoption("lf"):
+            # LFPlugin computed the files to collect from its cache when it was
+            # created; it must see the state's failures instead.
+            lfplugin._last_failed_paths = lfplugin.get_last_failed_paths()
+
+    @functools.cached_property
+    def params_by_item_name(self) -> dict[str, dict[str, Any]]:
+        return {
+            f"{binding.attr}[{planned['name']}]": planned["params"]
+            for bindings in self.bindings.values()
+            for binding in bindings
+            for planned in binding.plan["configs"]
+        }
+
+    def close(self) -> None:
+        for generator in reversed(self.setup_teardowns):
+            # Teardown of a generator `common`: the code after its `yield`.
+            for _ in generator:
+                pass
+        self.setup_teardowns.clear()
+        for lock in self.locks:
+            lock.release()
+        self.locks.clear()
+
+    @pytest.hookimpl
+    def pytest_collect_file(
+        self, file_path: Path, parent: pytest.Collector
+    ) -> pytest.Collector | None:
+        if file_path in self.bindings:
+            module: pytest.Collector = ExperimentModule.from_parent(
+                parent, path=file_path
+            )
+            return module
+        return None
+
+    # trylast: after `-k`/`-m` deselection; LFPlugin's wrapper filters after us and
+    # agrees, since its cache was aligned with the state.
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        kept: list[pytest.Item] = []
+        reported: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            if isinstance(item, ConfigItem):
+                if item.action == "deselect":
+                    dropped.append(item)
+                    continue
+                if item.action == "report":
+                    reported.append(item)
+                    continue
+            kept.append(item)
+        if not dropped and not reported:
+            return
+        # Stored failures come after everything that runs.
+        items[:] = kept + reported
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+
+    @pytest.hookimpl
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        if config.stash.get(pdb_without_workers_key, False):
+            return PDB_WITHOUT_WORKERS_MESSAGE
+        return None
+
+    @pytest.hookimpl
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
+        options = self.options
+        lines: list[str] = []
+        for plan in self.plans:
+            actions: dict[str, int] = {}
+            for planned in plan["configs"]:
+                action = decide_action(planned["status"], options)
+                actions[action] = actions.get(action, 0) + 1
+            attr = plan["key"].rpartition("::")[2]
+            summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())
+            lines.append(
+                f"delphyne: {attr}: {len(plan['configs'])} configs ({summary})"
+            )
+            if actions.get("report"):
+                lines.append(
+                    f"delphyne: {actions['report']} failed configs are reported from "
+                    "the state without running; use --lf to retry them"
+                )
+            if plan["orphans"]:
+                lines.append(
+                    f"delphyne: {len(plan['orphans'])} configs in the state are no "
+                    "longer listed by the code (--co names them; the clean-index "
+                    "command removes them)"
+                )
+            if config.getoption("collectonly"):
+                lines.extend(self._collect_only_plan(plan, options))
+        return lines
+
+    def _collect_only_plan(
+        self, plan: ExperimentPlan, options: SelectionOptions
+    ) -> Iterator[str]:
+        attr = plan["key"].rpartition("::")[2]
+        for planned in plan["configs"]:
+            action = decide_action(planned["status"], options)
+            yield (
+                f"  {attr}[{planned['name']}] {planned['status']} -> {action}: "
+                f"{describe_params(planned['params'])}"
+            )
+        for name in plan["orphans"]:
+            yield f"  {name}: in the state but no longer listed by the code"
+
+    @pytest.hookimpl
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        if config.get_verbosity() < 1 or report.when != "call":
+            return None
+        # Parameters go on the live `-v` line only, not again in the short summary.
+        if report.nodeid in self.reported_verbosely:
+            return None
+        self.reported_verbosely.add(report.nodeid)
+        item_name = report.nodeid.rpartition("::")[2]
+        params = self.params_by_item_name.get(item_name)
+        if params is None:
+            return None
+        letters = {"passed": ".", "failed": "F", "skipped": "s"}
+        colors = {"passed": "green", "failed": "red", "skipped": "yellow"}
+        word = f"{report.outcome.upper()} ({describe_params(params)})"
+        return (
+            report.outcome,
+            letters[report.outcome],
+            (word, {colors[report.outcome]: True}),
+        )

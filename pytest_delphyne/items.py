@@ -1,0 +1,377 @@
+"""The experiment-file collector, one test item per config, and what each item does.
+
+What an item does follows from its config's status and the command line (SPEC §5):
+
+| status | plain run | `--lf`   | `--ff`            | `--pdb` / `--delphyne-replay` |
+|--------|-----------|----------|-------------------|-------------------------------|
+| todo   | run       | run      | run, after failed | run (live: no cache yet)      |
+| done   | skip      | deselect | skip              | replay                        |
+| failed | report    | run      | run, first        | replay                        |
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pytest
+
+from pytest_delphyne import layout
+from pytest_delphyne.runtime import RunOptions, execute, replay
+from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
+    from _pytest._code.code import (
+        ExceptionInfo,
+        TerminalRepr,
+        Traceback,
+        TracebackEntry,
+        TracebackStyle,
+    )
+
+    from pytest_delphyne.cache import CacheMode
+    from pytest_delphyne.experiment import Experiment
+    from pytest_delphyne.runtime import Run, RunRecord
+
+Action = Literal["run", "skip", "report", "replay", "deselect"]
+
+DONE_REASON = "done"
+SPEND_CAP_REASON = "session spend cap of {cap} reached; the config stays todo"
+STORED_FAILURE_MESSAGE = (
+    "config {name} failed in an earlier run; it is not rerun. "
+    "Use --lf to retry the failed configs.\n\nStored traceback ({path}):\n\n{text}"
+)
+REPLAY_MISMATCH_MESSAGE = (
+    "replaying config {name} from its cache gave a different outcome than the "
+    "recorded one:\n{differences}"
+)
+REMOTE_REPLAY_MESSAGE = (
+    "config {name} cannot be replayed on a worker that does not see the output "
+    "directory {output_dir}; replay without --tx or with -n 0"
+)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class SelectionOptions:
+    """The command-line options that decide what each config does."""
+
+    last_failed: bool = False
+    failed_first: bool = False
+    replay: bool = False
+    reuse_cache: bool = False
+    max_price: float | None = None
+
+
+def decide_action(status: str, options: SelectionOptions) -> Action:
+    """What a config with `status` does under `options` (the table above)."""
+    if status == "todo":
+        return "run"
+    if status == "done":
+        if options.replay:
+            return "replay"
+        return "deselect" if options.last_failed else "skip"
+    # failed
+    if options.replay:
+        return "replay"
+    if options.last_failed or options.failed_first:
+        return "run"
+    return "report"
+
+
+class StoredFailure(Exception):
+    """A config that failed in an earlier run, reported without running it."""
+
+
+class ReplayMismatch(Exception):
+    """A replay whose outcome differs from the recorded one."""
+
+
+@dataclass
+class SpendMeter:
+    """Price spent by the configs this process ran in this session."""
+
+    price: float = 0.0
+
+
+@dataclass
+class ExperimentBinding:
+    """One experiment as this process sees it: its plan and where its files go.
+
+    Attributes:
+        attr: The module attribute holding the `Experiment`.
+        plan: What the controller decided for it (names, statuses, params).
+        shares_output_dir: Whether this process sees the controller's output
+            directory; when it does not, configs write to a scratch directory and their
+            files travel back in the report.
+        options: The selection options of the session.
+        meter: This process's spending, checked against the spend cap.
+        configs: Config objects by name, when this process already built them.
+    """
+
+    attr: str
+    plan: ExperimentPlan
+    shares_output_dir: bool
+    options: SelectionOptions
+    meter: SpendMeter
+    configs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_dir(self) -> Path:
+        return Path(self.plan["output_dir"])
+
+
+def sees_output_dir(plan: ExperimentPlan) -> bool:
+    """Whether this process sees the same output directory as the controller."""
+    try:
+        stat = Path(plan["output_dir"]).stat()
+    except OSError:
+        return False
+    return [stat.st_dev, stat.st_ino] == plan["output_dir_id"]
+
+
+def _is_plugin_frame(entry: TracebackEntry) -> bool:
+    return _PACKAGE_DIR in Path(entry.path).resolve().parents
+
+
+def program_traceback(traceback: Traceback) -> Traceback:
+    """The frames of the user's program: those after the plugin's last frame.
+
+    The user debugs their program, not pytest's runner or this plugin.
+    """
+    for index in range(len(traceback) - 1, -1, -1):
+        if _is_plugin_frame(traceback[index]):
+            return traceback[index + 1 :] or traceback
+    return traceback
+
+
+def flatten_params(
+    params: dict[str, Any], prefix: str = ""
+) -> Iterator[tuple[str, Any]]:
+    """Nested params as dotted keys: `{"a": {"b": 1}}` gives `("a.b", 1)`."""
+    for key, value in params.items():
+        if isinstance(value, dict) and value:
+            yield from flatten_params(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in flatten_params(params))
+
+
+class ExperimentModule(pytest.Module):
+    """An experiment file: its configs are the items, not its functions."""
+
+    def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
+        from pytest_delphyne.plugin import bindings_for
+
+        module = self.obj
+        for binding in bindings_for(self.config, self.path):
+            experiment = getattr(module, binding.attr)
+            for planned in binding.plan["configs"]:
+                name = planned["name"]
+                action = decide_action(planned["status"], binding.options)
+                item_name = f"{binding.attr}[{name}]"
+                # An explicit nodeid keeps `[name]` a parameter suffix, as pytest parses
+                # the ids it stores in its last-failed cache.
+                item = ConfigItem.from_parent(
+                    self,
+                    name=item_name,
+                    nodeid=f"{self.nodeid}::{item_name}",
+                    binding=binding,
+                    experiment=experiment,
+                    config_name=name,
+                    params=planned["params"],
+                    action=action,
+                )
+                yield item
+
+
+class ConfigItem(pytest.Item):
+    """One configuration of an experiment, run (or skipped, replayed, reported) as a
+    test.
+
+    Its keywords hold `key:value` for each parameter, so `-k "model:gpt"` selects on
+    parameter values whatever the config names are.
+    """
+
+    def __init__(
+        self,
+        *,
+        binding: ExperimentBinding,
+        experiment: Experiment[Any],
+        config_name: str,
+        params: dict[str, Any],
+        action: Action,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.binding = binding
+        self.experiment = experiment
+        self.config_name = config_name
+        self.params = params
+        self.action = action
+        self.extra_keyword_matches.update(
+            f"{key}:{value}" for key, value in flatten_params(params)
+        )
+
+    def runtest(self) -> None:
+        if self.action in ("run", "replay"):
+            from pytest_delphyne.plugin import ensure_worker_setup
+
+            ensure_worker_setup(self.config, self.binding, self.experiment)
+        if self.action == "skip":
+            # Located at the config's item, not in this plugin, in the skip summary.
+            raise pytest.skip.Exception(DONE_REASON, _use_item_location=True)
+        if self.action == "report":
+            raise StoredFailure(self._stored_failure_text())
+        if self.action == "replay":
+            self._replay()
+            return
+        self._run()
+
+    def _config(self) -> Any:
+        config = self.binding.configs.get(self.config_name)
+        if config is None:
+            config = self.experiment.codec.load(
+                self.params, config_name=self.config_name
+            )
+        return config
+
+    def _run_factory(self) -> Callable[[], Run]:
+        experiment = self.experiment
+
+        def instantiate() -> Run:
+            run: Run = self._config().instantiate(experiment.configs_context)
+            return run
+
+        return instantiate
+
+    def _run_options(
+        self, directory: Path, *, cache_mode: CacheMode, write_files: bool
+    ) -> RunOptions:
+        experiment = self.experiment
+        return RunOptions(
+            config_name=self.config_name,
+            directory=directory,
+            cache_mode=cache_mode,
+            log_level=experiment.log_level,
+            export_log=experiment.export_log,
+            export_raw_trace=experiment.export_raw_trace,
+            export_browsable_trace=experiment.export_browsable_trace,
+            params=self.params,
+            write_files=write_files,
+        )
+
+    def _run(self) -> None:
+        binding = self.binding
+        cap = binding.options.max_price
+        if cap is not None and binding.meter.price >= cap:
+            raise pytest.skip.Exception(
+                SPEND_CAP_REASON.format(cap=cap), _use_item_location=True
+            )
+        config_dir = layout.config_dir(binding.output_dir, self.config_name)
+        if binding.shares_output_dir:
+            directory = config_dir
+        else:
+            directory = Path(tempfile.mkdtemp(prefix=f"delphyne-{self.config_name}-"))
+        cache_mode: CacheMode
+        if not self.experiment.cache_requests:
+            cache_mode = "off"
+        elif binding.options.reuse_cache:
+            cache_mode = "read_write"
+        else:
+            cache_mode = "create"
+        record = execute(
+            self._run_factory(),
+            self._run_options(directory, cache_mode=cache_mode, write_files=True),
+        )
+        binding.meter.price += record.paid.price or 0.0
+        files: dict[str, bytes] = {}
+        if not binding.shares_output_dir:
+            files = {
+                path.name: path.read_bytes()
+                for path in directory.iterdir()
+                if path.is_file()
+            }
+        self._report_result(record, files=files)
+        if record.exception is not None:
+            raise record.exception
+
+    def _report_result(self, record: RunRecord, *, files: dict[str, bytes]) -> None:
+        spent = record.spent.as_dict()
+        payload = ResultPayload(
+            experiment=self.binding.plan["key"],
+            config=self.config_name,
+            action=self.action,
+            status="failed" if record.failed else "done",
+            start_time=record.start_time.isoformat(),
+            end_time=record.end_time.isoformat(),
+            success=record.success,
+            spent=spent,
+            paid=record.paid.as_dict(),
+            files=files,
+        )
+        self.user_properties.append((RESULT_PROPERTY, payload))
+        # Properties junitxml writes for each config.
+        for key, value in flatten_params(self.params):
+            self.user_properties.append((f"param.{key}", value))
+        self.user_properties.append(("success", record.success))
+        for key, value in spent.items():
+            self.user_properties.append((f"spent.{key}", value))
+
+    def _replay(self) -> None:
+        binding = self.binding
+        if not binding.shares_output_dir:
+            pytest.fail(
+                REMOTE_REPLAY_MESSAGE.format(
+                    name=self.config_name, output_dir=binding.output_dir
+                ),
+                pytrace=False,
+            )
+        directory = layout.config_dir(binding.output_dir, self.config_name)
+        has_cache = (directory / layout.CACHE_FILE).exists()
+        if not self.experiment.cache_requests or not has_cache:
+            # Nothing recorded to replay from: run live, and write nothing.
+            record = execute(
+                self._run_factory(),
+                self._run_options(directory, cache_mode="off", write_files=False),
+            )
+            if record.exception is not None:
+                raise record.exception
+            return
+        report = replay(self._run_factory(), directory)
+        if report.replayed.exception is not None:
+            raise report.replayed.exception
+        if not report.matches:
+            raise ReplayMismatch(
+                REPLAY_MISMATCH_MESSAGE.format(
+                    name=self.config_name, differences="\n".join(report.differences)
+                )
+            )
+
+    def _stored_failure_text(self) -> str:
+        path = layout.exception_file_path(self.binding.output_dir, self.config_name)
+        text = self.binding.plan["stored_failures"].get(self.config_name, "")
+        return STORED_FAILURE_MESSAGE.format(
+            name=self.config_name, path=path, text=text.rstrip()
+        )
+
+    def repr_failure(
+        self,
+        excinfo: ExceptionInfo[BaseException],
+        style: TracebackStyle | None = None,
+    ) -> str | TerminalRepr:
+        if isinstance(excinfo.value, StoredFailure | ReplayMismatch):
+            return str(excinfo.value)
+        excinfo.traceback = program_traceback(excinfo.traceback)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, self.name

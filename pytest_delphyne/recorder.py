@@ -1,0 +1,300 @@
+"""The controller's recorder: the only writer of an experiment's state.
+
+Each config's report reaches the controller (from this process, or from an xdist worker)
+carrying a `ResultPayload` in its `user_properties`. The recorder writes the files a
+worker shipped (a worker that does not see the output directory), then records the
+config's new status in the state's journal: one O(1) append per config, durable the
+moment it is written. At session end it folds the journal into `experiment.yaml`,
+marks configs that were running when the session stopped as interrupted, writes the
+summary when every config is done, and reports what was spent.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import pytest
+
+from pytest_delphyne import layout
+from pytest_delphyne.items import SelectionOptions, decide_action
+from pytest_delphyne.runtime import Budget, read_result
+from pytest_delphyne.state import ConfigUpdate, Status
+from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
+
+if TYPE_CHECKING:
+    from pytest_delphyne.experiment import Experiment
+
+STATE_SAVED_MESSAGE = "delphyne: session interrupted; state saved to {path}"
+MISSING_RESULT_MESSAGE = (
+    "config {name} ended without a result file at {path}; it is recorded as failed"
+)
+NO_REPORT_MESSAGE = "config {name} ended without a result: {reason}\n\n{details}"
+
+
+def parse_time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+@dataclass
+class RecordedExperiment:
+    """One experiment the controller records results for."""
+
+    attr: str
+    path: Path
+    experiment: Experiment[Any]
+    plan: ExperimentPlan
+    running: dict[str, datetime] = field(default_factory=dict)
+    paid: dict[str, float] = field(default_factory=dict)
+    recorded: int = 0
+    summary_path: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return self.plan["key"]
+
+
+def _write_shipped_file(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as file:
+        file.write(data)
+    os.replace(temporary, path)
+
+
+class Recorder:
+    """Records each config's result as its report arrives; registered on the
+    controller only (the process that is not an xdist worker)."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        experiments: list[RecordedExperiment],
+        options: SelectionOptions,
+    ):
+        self.config = config
+        self.options = options
+        self.experiments = {exp.key: exp for exp in experiments}
+        # "attr[name]" -> candidates, to map node ids of reports without a payload
+        # (a crashed worker, a failing setup) back to their config.
+        self._by_item_name: dict[str, list[tuple[RecordedExperiment, str]]] = {}
+        for exp in experiments:
+            for planned in exp.plan["configs"]:
+                if decide_action(planned["status"], options) != "run":
+                    # Replays, skips and stored failures never change the state.
+                    continue
+                item_name = f"{exp.attr}[{planned['name']}]"
+                self._by_item_name.setdefault(item_name, []).append(
+                    (exp, planned["name"])
+                )
+        self.interrupted = False
+
+    def _config_of(self, nodeid: str) -> tuple[RecordedExperiment, str] | None:
+        path, _, item_name = nodeid.rpartition("::")
+        candidates = self._by_item_name.get(item_name)
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        file_path = (self.config.rootpath / path).resolve()
+        for exp, name in candidates:
+            if exp.path == file_path:
+                return exp, name
+        return None
+
+    @pytest.hookimpl
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        found = self._config_of(nodeid)
+        if found is not None:
+            exp, name = found
+            exp.running[name] = datetime.now(UTC)
+
+    # tryfirst: the payload must leave `user_properties` before junitxml writes them
+    # as properties.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = self._pop_payload(report)
+        if payload is not None:
+            # Every report of an item carries its properties; the call's is the one.
+            if report.when == "call":
+                self._record_payload(payload)
+            return
+        if report.failed and report.when != "teardown":
+            self._record_failure_without_payload(report)
+        elif report.when == "teardown":
+            found = self._config_of(report.nodeid)
+            if found is not None:
+                found[0].running.pop(found[1], None)
+
+    @staticmethod
+    def _pop_payload(report: pytest.TestReport) -> ResultPayload | None:
+        payload: ResultPayload | None = None
+        kept: list[tuple[str, object]] = []
+        for name, value in report.user_properties:
+            if name == RESULT_PROPERTY:
+                payload = cast("ResultPayload", value)
+            else:
+                kept.append((name, value))
+        if payload is not None:
+            report.user_properties = kept
+        return payload
+
+    def _record_payload(self, payload: ResultPayload) -> None:
+        exp = self.experiments.get(payload["experiment"])
+        if exp is None:
+            return
+        name = payload["config"]
+        config_dir = exp.experiment.config_dir(name)
+        for file_name, data in payload["files"].items():
+            _write_shipped_file(config_dir / file_name, data)
+        status: Status = "failed" if payload["status"] == "failed" else "done"
+        result_path = config_dir / layout.RESULT_FILE
+        if status == "done" and not result_path.exists():
+            status = "failed"
+            _write_shipped_file(
+                config_dir / layout.EXCEPTION_FILE,
+                MISSING_RESULT_MESSAGE.format(name=name, path=result_path).encode(),
+            )
+        exp.experiment.store.record(
+            ConfigUpdate(
+                name=name,
+                status=status,
+                start_time=parse_time(payload["start_time"]),
+                end_time=parse_time(payload["end_time"]),
+                interruption_time=None,
+            )
+        )
+        exp.running.pop(name, None)
+        exp.recorded += 1
+        for key, value in payload["paid"].items():
+            exp.paid[key] = exp.paid.get(key, 0) + value
+        self._check_spend_cap()
+
+    def _record_failure_without_payload(self, report: pytest.TestReport) -> None:
+        found = self._config_of(report.nodeid)
+        if found is None:
+            return
+        exp, name = found
+        reason = (
+            "its xdist worker crashed"
+            if report.when not in ("setup", "call")
+            else f"an error during {report.when}"
+        )
+        _write_shipped_file(
+            exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
+            NO_REPORT_MESSAGE.format(
+                name=name, reason=reason, details=report.longreprtext
+            ).encode(),
+        )
+        start = exp.running.pop(name, None)
+        exp.experiment.store.record(
+            ConfigUpdate(
+                name=name,
+                status="failed",
+                start_time=start,
+                end_time=datetime.now(UTC),
+                interruption_time=None,
+            )
+        )
+        exp.recorded += 1
+
+    def _check_spend_cap(self) -> None:
+        cap: float | None = self.config.getoption("delphyne_max_price")
+        if cap is None:
+            return
+        if self.session_spent().get("price", 0.0) < cap:
+            return
+        reason = f"delphyne: session spend cap of {cap} reached"
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is not None:
+            # xdist's controller loop reads its own `shouldstop`, not the session's.
+            dsession.shouldstop = reason
+        session: pytest.Session | None = getattr(self, "session", None)
+        if session is not None:
+            session.shouldstop = reason
+
+    def session_spent(self) -> dict[str, float]:
+        total: dict[str, float] = {}
+        for exp in self.experiments.values():
+            for key, value in exp.paid.items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    @pytest.hookimpl
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
+
+    @pytest.hookimpl
+    def pytest_keyboard_interrupt(self) -> None:
+        self.interrupted = True
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        now = datetime.now(UTC)
+        for exp in self.experiments.values():
+            for name, start in exp.running.items():
+                exp.experiment.store.record(
+                    ConfigUpdate(
+                        name=name,
+                        status="todo",
+                        start_time=start,
+                        end_time=None,
+                        interruption_time=now,
+                    )
+                )
+                self.interrupted = True
+            exp.running.clear()
+            exp.experiment.store.fold()
+            if exp.experiment.is_done():
+                exp.experiment.save_summary()
+                exp.summary_path = exp.experiment.summary_file_path
+
+    @pytest.hookimpl
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        write = terminalreporter.write_line
+        terminalreporter.section("delphyne")
+        for exp in self.experiments.values():
+            status = exp.experiment.get_status()
+            write(
+                f"{exp.attr} ({exp.experiment.absolute_output_dir}): "
+                f"{status['done']} done, {status['failed']} failed, "
+                f"{status['todo']} todo"
+            )
+            write(f"  paid this session: {describe_budget(exp.paid)}")
+            write(f"  recorded in total: {describe_budget(total_spent(exp))}")
+            if exp.summary_path is not None:
+                write(f"  summary: {exp.summary_path}")
+            if self.interrupted:
+                write(
+                    STATE_SAVED_MESSAGE.format(
+                        path=layout.state_file_path(exp.experiment.absolute_output_dir)
+                    )
+                )
+
+
+def total_spent(exp: RecordedExperiment) -> dict[str, float]:
+    """What the done configs' result files record as spent."""
+    total = Budget()
+    state = exp.experiment.load_state()
+    for name, info in state.configs.items():
+        if info.status != "done":
+            continue
+        try:
+            recorded = read_result(exp.experiment.config_dir(name))
+        except FileNotFoundError:
+            continue
+        total = total + recorded.spent
+    return total.as_dict()
+
+
+def describe_budget(spent: dict[str, float]) -> str:
+    price = spent.get("price", 0.0)
+    return (
+        f"{int(spent.get('num_requests', 0))} requests, "
+        f"{int(spent.get('input_tokens', 0))} input tokens "
+        f"({int(spent.get('cached_input_tokens', 0))} cached), "
+        f"{int(spent.get('output_tokens', 0))} output tokens, price {price:.4f}"
+    )

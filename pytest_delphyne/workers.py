@@ -1,0 +1,122 @@
+"""What crosses the process boundary between the controller and xdist workers.
+
+The controller loads every experiment (naming new configs) before any worker starts, and
+sends each worker a plan: the configs to collect, with their names, statuses and params.
+Workers never read the state file, so workers on other machines collect exactly what the
+controller decided. Results come back in `report.user_properties`.
+
+Everything sent is plain builtins; the only pickled value is the result of
+`WorkersSetup.common`, which is the user's object and travels as `bytes`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import TYPE_CHECKING, Any, TypedDict
+
+import pytest
+
+if TYPE_CHECKING:
+    from xdist.workermanage import WorkerController
+
+PLANS_KEY = "delphyne_plans"
+SETUP_VALUES_KEY = "delphyne_setup_values"
+RESULT_PROPERTY = "delphyne.result"
+
+UNPICKLABLE_MESSAGE = (
+    "{what} of experiment {experiment} cannot be sent to xdist workers: "
+    "it is not picklable ({error})"
+)
+
+
+class PlannedConfig(TypedDict):
+    """One config as the controller planned it."""
+
+    name: str
+    status: str
+    params: dict[str, Any]
+
+
+class ExperimentPlan(TypedDict):
+    """What every process must agree on about one experiment before collecting it.
+
+    `key` is `<absolute file path>::<attribute>`; `output_dir` is absolute, and
+    `output_dir_id` identifies that directory (device, inode) so that a worker can tell
+    whether it sees the same directory as the controller.
+    """
+
+    key: str
+    output_dir: str
+    output_dir_id: list[int]
+    configs: list[PlannedConfig]
+    stored_failures: dict[str, str]
+    orphans: list[str]
+
+
+class ResultPayload(TypedDict):
+    """What a config item reports to the controller about its run."""
+
+    experiment: str
+    config: str
+    action: str
+    status: str
+    start_time: str | None
+    end_time: str | None
+    success: bool | None
+    spent: dict[str, float]
+    paid: dict[str, float]
+    files: dict[str, bytes]
+
+
+def worker_input(config: pytest.Config) -> dict[str, Any] | None:
+    """The xdist `workerinput` of this process, or `None` on the controller.
+
+    Only the controller writes the state: this is the one check for it.
+    """
+    value: dict[str, Any] | None = getattr(config, "workerinput", None)
+    return value
+
+
+def dump_setup_value(value: object, *, experiment: str) -> bytes:
+    """Pickle the result of `WorkersSetup.common` for the workers."""
+    try:
+        return pickle.dumps(value)
+    except Exception as error:
+        raise pytest.UsageError(
+            UNPICKLABLE_MESSAGE.format(
+                what="The value returned by WorkersSetup.common",
+                experiment=experiment,
+                error=error,
+            )
+        ) from error
+
+
+def load_setup_value(data: bytes) -> object:
+    # The bytes were pickled by this session's controller, which sent them down the
+    # execnet channel it opened itself; nothing here was read from disk.
+    return pickle.loads(data)
+
+
+def check_picklable(value: object, *, what: str, experiment: str) -> None:
+    """Refuse, before any config runs, a value that workers could not receive."""
+    try:
+        pickle.dumps(value)
+    except Exception as error:
+        raise pytest.UsageError(
+            UNPICKLABLE_MESSAGE.format(what=what, experiment=experiment, error=error)
+        ) from error
+
+
+class XdistHooks:
+    """The xdist hooks, registered only when pytest-xdist is installed."""
+
+    def __init__(
+        self, plans: list[ExperimentPlan], setup_values: dict[str, bytes]
+    ) -> None:
+        self.plans = plans
+        self.setup_values = setup_values
+
+    @pytest.hookimpl
+    def pytest_configure_node(self, node: WorkerController) -> None:
+        node.workerinput[PLANS_KEY] = self.plans
+        node.workerinput[SETUP_VALUES_KEY] = self.setup_values

@@ -1,0 +1,506 @@
+"""The pytest plugin, as a user drives it: each config a test item (SPEC §5)."""
+
+from __future__ import annotations
+
+import csv
+import re
+import textwrap
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_delphyne import layout
+from pytest_delphyne.items import DONE_REASON
+from pytest_delphyne.plugin import (
+    AMBIGUOUS_MESSAGE,
+    MISSING_FILE_MESSAGE,
+    NO_EXPERIMENT_MESSAGE,
+    UNKNOWN_ATTRIBUTE_MESSAGE,
+)
+
+EXPERIMENT = """
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_delphyne import Experiment, Outcome, Run
+
+CALLS = Path(__file__).parent / "calls.txt"
+
+
+def square(x):
+    with CALLS.open("a") as calls:
+        calls.write(f"{x}\\n")
+    return x * x
+
+
+def program(env, x, fail):
+    value = env.compute(square, x)
+    env.spend(price=0.5, num_requests=1)
+    if fail and not os.environ.get("EXPERIMENT_FIXED"):
+        raise ValueError(f"config {x} broke")
+    return Outcome(success=value > 1, values=[value])
+
+
+@dataclass
+class Config:
+    x: int
+    fail: bool = False
+
+    def instantiate(self, context):
+        if self.x < 0:
+            raise RuntimeError("negative x cannot be instantiated")
+        return Run(program=program, args={"x": self.x, "fail": self.fail})
+
+
+experiment = Experiment(
+    config_class=Config,
+    output_dir="out",
+    configs=[Config(x) for x in CONFIG_XS] + [Config(x, fail=True) for x in FAILING_XS],
+    NAMING
+)
+"""
+
+
+def write_experiment(
+    pytester: pytest.Pytester,
+    xs: Sequence[int],
+    failing: Sequence[int] = (),
+    *,
+    named: bool = True,
+) -> Path:
+    source = (
+        EXPERIMENT.replace("CONFIG_XS", repr(list(xs)))
+        .replace("FAILING_XS", repr(list(failing)))
+        .replace(
+            "NAMING",
+            'config_naming=lambda config, uuid: f"x{config.x}",' if named else "",
+        )
+    )
+    return pytester.makepyfile(exp=source)
+
+
+def literal(text: str) -> str:
+    """`text` as an fnmatch pattern matching itself (item ids hold brackets)."""
+    return re.sub(r"([\[\]])", r"[\1]", text)
+
+
+def read_state(pytester: pytest.Pytester) -> dict[str, Any]:
+    path = pytester.path / "out" / layout.STATE_FILE
+    state: dict[str, Any] = yaml.safe_load(path.read_text())
+    return state
+
+
+def statuses(pytester: pytest.Pytester) -> dict[str, str]:
+    return {
+        name: info["status"] for name, info in read_state(pytester)["configs"].items()
+    }
+
+
+def calls(pytester: pytest.Pytester) -> list[int]:
+    path = pytester.path / "calls.txt"
+    if not path.exists():
+        return []
+    return [int(line) for line in path.read_text().split()]
+
+
+def config_file(pytester: pytest.Pytester, name: str, file: str) -> Path:
+    return layout.config_dir(pytester.path / "out", name) / file
+
+
+@pytest.fixture
+def first_run(pytester: pytest.Pytester) -> pytest.Pytester:
+    """An experiment run once: x1 and x2 done, x3 failed."""
+    write_experiment(pytester, [1, 2], [3])
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.assert_outcomes(passed=2, failed=1)
+    (pytester.path / "calls.txt").unlink()
+    return pytester
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_todo_configs_run_and_their_results_are_recorded(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    write_experiment(pytester, [1, 2], [3])
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", *workers)
+    result.assert_outcomes(passed=2, failed=1)
+    assert statuses(pytester) == {"x1": "done", "x2": "done", "x3": "failed"}
+    assert sorted(calls(pytester)) == [1, 2, 3]
+    recorded = yaml.safe_load(
+        config_file(pytester, "x2", layout.RESULT_FILE).read_text()
+    )
+    assert recorded["outcome"]["result"]["success"] is True
+    assert recorded["outcome"]["result"]["values"] == [4]
+    exception = config_file(pytester, "x3", layout.EXCEPTION_FILE).read_text()
+    assert "ValueError: config 3 broke" in exception
+    state = read_state(pytester)
+    for name in ("x1", "x2", "x3"):
+        assert state["configs"][name]["start_time"] is not None
+        assert state["configs"][name]["end_time"] is not None
+    # Not every config is done: no summary yet.
+    assert not (pytester.path / "out" / layout.SUMMARY_FILE).exists()
+
+
+def test_failure_shows_the_programs_traceback_not_the_plugins(
+    first_run: pytest.Pytester,
+) -> None:
+    (first_run.path / "out" / layout.STATE_FILE).unlink()
+    result = first_run.runpytest("--delphyne-exp=exp.py")
+    result.stdout.fnmatch_lines(['*raise ValueError(f"config {x} broke")*'])
+    failure = result.stdout.str().split("FAILURES")[1].split("short test summary")[0]
+    assert "pytest_delphyne/" not in failure
+    assert "_pytest/" not in failure
+    assert failure.count("exp.py:") == 1
+
+
+def test_done_configs_are_skipped_and_failed_ones_reported_from_the_state(
+    first_run: pytest.Pytester,
+) -> None:
+    result = first_run.runpytest("--delphyne-exp=exp.py", "-rs")
+    result.assert_outcomes(skipped=2, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*config x3 failed in an earlier run*Use --lf to retry*",
+            "*ValueError: config 3 broke*",
+            f"SKIPPED [[]2[]] exp.py:*: {DONE_REASON}",
+        ]
+    )
+    assert calls(first_run) == []
+    assert statuses(first_run) == {"x1": "done", "x2": "done", "x3": "failed"}
+
+
+def test_stored_failures_are_reported_after_everything_that_runs(
+    first_run: pytest.Pytester,
+) -> None:
+    write_experiment(first_run, [1, 2, 4], [3])
+    result = first_run.runpytest("--delphyne-exp=exp.py", "-v")
+    lines = [line for line in result.outlines if line.startswith("exp.py::")]
+    assert len(lines) == 4
+    assert lines[-1].startswith("exp.py::experiment[x3] FAILED")
+    assert any(line.startswith("exp.py::experiment[x4] PASSED") for line in lines)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_failed_config_is_rerun_with_lf_and_done_ones_are_deselected(
+    first_run: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    monkeypatch.setenv("EXPERIMENT_FIXED", "1")
+    result = first_run.runpytest_subprocess("--delphyne-exp=exp.py", "--lf", *workers)
+    # xdist does not report what its workers deselected.
+    result.assert_outcomes(passed=1, deselected=0 if workers else 2)
+    assert calls(first_run) == [3]
+    assert statuses(first_run) == {"x1": "done", "x2": "done", "x3": "done"}
+
+
+def test_lf_follows_the_state_when_pytest_cache_was_deleted(
+    first_run: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPERIMENT_FIXED", "1")
+    cache = first_run.path / ".pytest_cache"
+    assert cache.exists()
+    import shutil
+
+    shutil.rmtree(cache)
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--lf")
+    result.assert_outcomes(passed=1, deselected=2)
+    assert calls(first_run) == [3]
+
+
+def test_lf_follows_the_state_when_pytest_cache_disagrees(
+    first_run: pytest.Pytester,
+) -> None:
+    # pytest's cache claims x1 failed and knows nothing of x3; the state says
+    # otherwise, and wins.
+    lastfailed = first_run.path / ".pytest_cache/v/cache/lastfailed"
+    lastfailed.write_text('{"exp.py::experiment[x1]": true}')
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--lf")
+    result.assert_outcomes(failed=1, deselected=2)
+    assert calls(first_run) == [3]
+
+
+def test_todo_configs_also_run_under_lf(first_run: pytest.Pytester) -> None:
+    write_experiment(first_run, [1, 2, 4], [3])
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--lf")
+    result.assert_outcomes(passed=1, failed=1, deselected=2)
+    assert sorted(calls(first_run)) == [3, 4]
+
+
+def test_ff_reruns_failed_first_then_todo_and_skips_done(
+    first_run: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXPERIMENT_FIXED", "1")
+    write_experiment(first_run, [1, 2, 4], [3])
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--ff", "-v")
+    result.assert_outcomes(passed=2, skipped=2)
+    lines = [line for line in result.outlines if line.startswith("exp.py::")]
+    assert len(lines) == 4
+    assert lines[0].startswith("exp.py::experiment[x3] PASSED")
+    assert calls(first_run) == [3, 4]
+
+
+@pytest.mark.parametrize("option", ["--delphyne-replay", "--pdb"])
+def test_replay_reruns_done_and_failed_configs_from_their_cache(
+    first_run: pytest.Pytester, option: str
+) -> None:
+    write_experiment(first_run, [1, 2, 4], [3])
+    out = first_run.path / "out"
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    if option == "--pdb":
+        # A failing config would stop in the debugger: this test leaves it out.
+        result = first_run.runpytest("--delphyne-exp=exp.py", option, "-k", "not x3")
+    else:
+        result = first_run.runpytest("--delphyne-exp=exp.py", option)
+    if option == "--delphyne-replay":
+        # x1, x2 replay and match; x3 replays its failure; x4 runs live.
+        result.assert_outcomes(passed=3, failed=1)
+        result.stdout.fnmatch_lines(["*ValueError: config 3 broke*"])
+    else:
+        result.assert_outcomes(passed=3, deselected=1)
+    # Only the todo config made a real call.
+    assert calls(first_run) == [4]
+    after = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    for path, data in before.items():
+        if path.name in (layout.JOURNAL_FILE, layout.STATE_FILE):
+            continue
+        assert after[path] == data, path
+    assert statuses(first_run)["x4"] == "done"
+
+
+def test_replay_fails_when_the_outcome_differs_from_the_recorded_one(
+    first_run: pytest.Pytester,
+) -> None:
+    result_file = config_file(first_run, "x2", layout.RESULT_FILE)
+    recorded = yaml.safe_load(result_file.read_text())
+    recorded["outcome"]["result"]["values"] = [5]
+    result_file.write_text(yaml.safe_dump(recorded))
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--delphyne-replay")
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(
+        ["*replaying config x2*different outcome*", "*[5]*[4]*"]
+    )
+
+
+def test_k_selects_configs_by_parameter_value_with_uuid_names(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1, 2, 3], named=False)
+    result = pytester.runpytest("--delphyne-exp=exp.py", "-k", "x:2")
+    result.assert_outcomes(passed=1, deselected=2)
+    assert calls(pytester) == [2]
+
+
+def test_verbose_output_shows_each_configs_parameters(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1])
+    result = pytester.runpytest("--delphyne-exp=exp.py", "-v")
+    result.stdout.fnmatch_lines(
+        [literal("exp.py::experiment[x1] PASSED (x=1 fail=False)") + "*"]
+    )
+
+
+def test_collect_only_lists_ids_and_the_plan_without_running(
+    first_run: pytest.Pytester,
+) -> None:
+    write_experiment(first_run, [1, 2, 4], [3])
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--co")
+    result.stdout.fnmatch_lines(
+        [
+            "*" + literal("experiment[x1] done -> skip: x=1 fail=False"),
+            "*" + literal("experiment[x2] done -> skip: x=2 fail=False"),
+            "*" + literal("experiment[x4] todo -> run: x=4 fail=False"),
+            "*" + literal("experiment[x3] failed -> report: x=3 fail=True"),
+        ]
+    )
+    quiet = first_run.runpytest("--delphyne-exp=exp.py", "--co", "-q")
+    quiet.stdout.fnmatch_lines(
+        [
+            literal("exp.py::experiment[x1]"),
+            literal("exp.py::experiment[x2]"),
+            literal("exp.py::experiment[x4]"),
+            literal("exp.py::experiment[x3]"),
+        ]
+    )
+    assert calls(first_run) == []
+
+
+def test_collect_only_names_configs_the_code_no_longer_lists(
+    first_run: pytest.Pytester,
+) -> None:
+    write_experiment(first_run, [1], [3])
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--co")
+    result.stdout.fnmatch_lines(["*x2: in the state but no longer listed by the code"])
+
+
+def test_summary_is_written_when_every_config_is_done(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1, 2])
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.assert_outcomes(passed=2)
+    summary = pytester.path / "out" / layout.SUMMARY_FILE
+    result.stdout.fnmatch_lines([f"*summary: {summary}"])
+    with summary.open() as file:
+        rows = list(csv.DictReader(file))
+    assert list(rows[0]) == [
+        "x",
+        "fail",
+        "success",
+        "num_completions",
+        "num_requests",
+        "input_tokens",
+        "cached_input_tokens",
+        "output_tokens",
+        "price",
+        "config_name",
+    ]
+    by_name = {row["config_name"]: row for row in rows}
+    assert by_name["x1"]["success"] == "False"
+    assert by_name["x2"]["success"] == "True"
+    assert by_name["x2"]["price"] == "0.5"
+    assert by_name["x2"]["num_requests"] == "1"
+
+
+def test_terminal_summary_shows_counts_and_spending(first_run: pytest.Pytester) -> None:
+    write_experiment(first_run, [1, 2, 4], [3])
+    result = first_run.runpytest("--delphyne-exp=exp.py")
+    result.stdout.fnmatch_lines(
+        [
+            "*experiment (*out): 3 done, 1 failed, 0 todo",
+            "*paid this session: 1 requests*price 0.5000",
+            "*recorded in total: 3 requests*price 1.5000",
+        ]
+    )
+
+
+def test_junitxml_has_each_configs_parameters_success_and_spending(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [2])
+    pytester.runpytest("--delphyne-exp=exp.py", "--junitxml=junit.xml")
+    tree = ET.parse(pytester.path / "junit.xml")
+    case = tree.find(".//testcase")
+    assert case is not None
+    properties = {
+        prop.attrib["name"]: prop.attrib["value"] for prop in case.iter("property")
+    }
+    assert properties["param.x"] == "2"
+    assert properties["param.fail"] == "False"
+    assert properties["success"] == "True"
+    assert properties["spent.price"] == "0.5"
+    assert properties["spent.num_requests"] == "1"
+    assert "delphyne.result" not in properties
+
+
+def test_spend_cap_leaves_the_remaining_configs_todo(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1, 2, 3, 4])
+    result = pytester.runpytest("--delphyne-exp=exp.py", "--delphyne-max-price=0.9")
+    assert statuses(pytester) == {
+        "x1": "done",
+        "x2": "done",
+        "x3": "todo",
+        "x4": "todo",
+    }
+    assert calls(pytester) == [1, 2]
+    result.stdout.fnmatch_lines(["*spend cap of 0.9 reached*"])
+
+
+def test_exitfirst_leaves_the_configs_not_started_todo(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [], [1, 2])
+    pytester.makepyfile(
+        exp=(pytester.path / "exp.py")
+        .read_text()
+        .replace(
+            "[Config(x) for x in []] + [Config(x, fail=True) for x in [1, 2]]",
+            "[Config(1, fail=True), Config(2), Config(3)]",
+        )
+    )
+    result = pytester.runpytest("--delphyne-exp=exp.py", "-x")
+    result.assert_outcomes(failed=1)
+    assert statuses(pytester) == {"x1": "failed", "x2": "todo", "x3": "todo"}
+    assert calls(pytester) == [1]
+
+
+def test_exception_in_instantiate_fails_that_config_only(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1, -1, 2])
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.assert_outcomes(passed=2, failed=1)
+    assert statuses(pytester) == {"x1": "done", "x-1": "failed", "x2": "done"}
+    exception = config_file(pytester, "x-1", layout.EXCEPTION_FILE).read_text()
+    assert "RuntimeError: negative x cannot be instantiated" in exception
+
+
+def test_missing_experiment_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--delphyne-exp=nothere.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = MISSING_FILE_MESSAGE.format(path=pytester.path / "nothere.py")
+    result.stderr.fnmatch_lines(["*" + literal(message) + "*"])
+
+
+def test_file_without_experiment_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(exp="VALUE = 1\n")
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = NO_EXPERIMENT_MESSAGE.format(path=pytester.path / "exp.py")
+    result.stderr.fnmatch_lines(["*" + literal(message) + "*"])
+
+
+def test_file_with_several_experiments_needs_an_attribute(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1])
+    source = (pytester.path / "exp.py").read_text()
+    source += "\nother = experiment\n"
+    (pytester.path / "exp.py").write_text(source)
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = AMBIGUOUS_MESSAGE.format(
+        path=pytester.path / "exp.py", found="experiment, other"
+    )
+    result.stderr.fnmatch_lines(["*" + literal(message) + "*"])
+    chosen = pytester.runpytest("--delphyne-exp=exp.py::other")
+    chosen.assert_outcomes(passed=1)
+    chosen.stdout.fnmatch_lines(["*other*"])
+    unknown = pytester.runpytest("--delphyne-exp=exp.py::nope")
+    message = UNKNOWN_ATTRIBUTE_MESSAGE.format(
+        path=pytester.path / "exp.py", attr="nope", found="experiment, other"
+    )
+    unknown.stderr.fnmatch_lines(["*" + literal(message) + "*"])
+
+
+def test_experiment_from_the_ini_file(pytester: pytest.Pytester) -> None:
+    write_experiment(pytester, [1])
+    pytester.makeini(
+        textwrap.dedent(
+            """
+            [pytest]
+            delphyne_exp = exp.py
+            """
+        )
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+
+
+def test_without_positional_paths_only_experiments_are_collected(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1])
+    pytester.makepyfile(test_other="def test_other():\n    pass\n")
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.assert_outcomes(passed=1)
+    both = pytester.runpytest("--delphyne-exp=exp.py", "test_other.py")
+    both.assert_outcomes(passed=1, skipped=1)
