@@ -304,8 +304,9 @@ class DelphyneSession:
     def options(self) -> SelectionOptions:
         config = self.config
         return SelectionOptions(
-            last_failed=bool(config.getoption("lf")),
-            failed_first=bool(config.getoption("failedfirst")),
+            # The cache provider defines these; `-p no:cacheprovider` removes them.
+            last_failed=bool(config.getoption("lf", False)),
+            failed_first=bool(config.getoption("failedfirst", False)),
             replay=bool(config.getoption("usepdb"))
             or bool(config.getoption("delphyne_replay")),
             reuse_cache=bool(config.getoption("delphyne_reuse_cache")),
@@ -472,7 +473,7 @@ class DelphyneSession:
                         lfplugin.lastfailed[_lastfailed_key(nodeid)] = True
                     else:
                         lfplugin.lastfailed.pop(_lastfailed_key(nodeid), None)
-        if self.config.getoption("lf"):
+        if self.config.getoption("lf", False):
             # LFPlugin computed the files to collect from its cache when it was
             # created; it must see the state's failures instead.
             lfplugin._last_failed_paths = lfplugin.get_last_failed_paths()

@@ -1,0 +1,158 @@
+"""Ctrl-C, as a terminal sends it: SIGINT to pytest's whole process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_delphyne import layout
+from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
+
+# x=1 finishes at once; x=2 and x=3 announce themselves, then block until killed.
+EXPERIMENT = """
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_delphyne import Experiment, Outcome, Run
+
+HERE = Path(__file__).parent
+
+
+def program(env, x):
+    if x > 1:
+        (HERE / f"started-{x}").write_text(str(os.getpid()))
+        time.sleep(600)
+    return Outcome(success=True, values=[x])
+
+
+@dataclass
+class Config:
+    x: int
+
+    def instantiate(self, context):
+        return Run(program=program, args={"x": self.x})
+
+
+experiment = Experiment(
+    config_class=Config,
+    output_dir="out",
+    configs=[Config(1), Config(2), Config(3), Config(4)],
+    config_naming=lambda config, uuid: f"x{config.x}",
+)
+"""
+
+
+def wait_for(predicate: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the run never reached the expected point")
+        time.sleep(0.05)
+
+
+def process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie left for its parent to reap is gone in every way that matters here.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize(
+    ("workers", "running"),
+    [([], ["x2"]), (["-n", "2"], ["x2", "x3"])],
+    ids=["no-xdist", "xdist"],
+)
+def test_ctrl_c_leaves_running_configs_todo_with_their_interruption_time(
+    pytester: pytest.Pytester, workers: list[str], running: list[str]
+) -> None:
+    pytester.makepyfile(exp=EXPERIMENT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--delphyne-exp=exp.py",
+            "-p",
+            "no:cacheprovider",
+            *workers,
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # A terminal's Ctrl-C reaches every process of the foreground group.
+        start_new_session=True,
+    )
+    started = [pytester.path / f"started-{name[1:]}" for name in running]
+    wait_for(lambda: all(path.exists() for path in started))
+    program_pids = [int(path.read_text()) for path in started]
+    os.killpg(process.pid, signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+
+    state_path = pytester.path / "out" / layout.STATE_FILE
+    assert STATE_SAVED_MESSAGE.format(path=state_path) in output, output
+    configs = yaml.safe_load(state_path.read_text())["configs"]
+    assert configs["x1"]["status"] == "done"
+    for name in running:
+        assert configs[name]["status"] == "todo"
+        assert configs[name]["interruption_time"] is not None
+        assert configs[name]["start_time"] is not None
+        assert not layout.result_file_path(pytester.path / "out", name).exists()
+    for name in {"x2", "x3", "x4"} - set(running):
+        assert configs[name] == {
+            **configs[name],
+            "status": "todo",
+            "interruption_time": None,
+        }
+    # The journal was folded into the state: nothing is left to replay.
+    assert not (pytester.path / "out" / layout.JOURNAL_FILE).exists()
+    # No process that ran a config outlives the run.
+    wait_for(lambda: not any(process_exists(pid) for pid in program_pids), 30)
+
+
+def test_interrupted_configs_run_again_on_resume(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(exp=EXPERIMENT)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--delphyne-exp=exp.py",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_for((pytester.path / "started-2").exists)
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=60)
+    # The blocking program is not what this test is about: make it finish now.
+    source = (pytester.path / "exp.py").read_text()
+    (pytester.path / "exp.py").write_text(source.replace("time.sleep(600)", "pass"))
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "-rs")
+    result.assert_outcomes(passed=3, skipped=1)
+    configs = yaml.safe_load((pytester.path / "out" / layout.STATE_FILE).read_text())
+    assert {name: info["status"] for name, info in configs["configs"].items()} == {
+        "x1": "done",
+        "x2": "done",
+        "x3": "done",
+        "x4": "done",
+    }
