@@ -12,6 +12,8 @@ Everything sent is plain builtins; the only pickled value is the result of
 from __future__ import annotations
 
 import pickle
+import signal
+import subprocess
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import pytest
@@ -23,6 +25,12 @@ PLANS_KEY = "delphyne_plans"
 SETUP_VALUES_KEY = "delphyne_setup_values"
 RESULT_PROPERTY = "delphyne.result"
 
+WORKER_SIGNAL_MESSAGE = "the worker process was killed by signal {number} ({name})"
+WORKER_KILLED_HINT = (
+    "; SIGKILL is also how the kernel's out-of-memory killer ends a process"
+)
+WORKER_EXIT_MESSAGE = "the worker process exited with code {code}"
+WORKER_LOST_MESSAGE = "the worker process stopped answering"
 UNPICKLABLE_MESSAGE = (
     "{what} of experiment {experiment} cannot be sent to xdist workers: "
     "it is not picklable ({error})"
@@ -107,6 +115,30 @@ def check_picklable(value: object, *, what: str, experiment: str) -> None:
         ) from error
 
 
+def describe_worker_death(node: object) -> str:
+    """How a crashed worker ended, as far as its process's exit status tells."""
+    # A popen gateway keeps its subprocess.Popen on `gateway._io`: the only place the
+    # exit status of a worker on this machine can be read from.
+    popen = getattr(getattr(getattr(node, "gateway", None), "_io", None), "popen", None)
+    if not isinstance(popen, subprocess.Popen):
+        return WORKER_LOST_MESSAGE
+    try:
+        code = popen.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        return WORKER_LOST_MESSAGE
+    if code < 0:
+        number = -code
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown signal"
+        message = WORKER_SIGNAL_MESSAGE.format(number=number, name=name)
+        if number == signal.SIGKILL:
+            message += WORKER_KILLED_HINT
+        return message
+    return WORKER_EXIT_MESSAGE.format(code=code)
+
+
 class XdistHooks:
     """The xdist hooks, registered only when pytest-xdist is installed."""
 
@@ -120,3 +152,11 @@ class XdistHooks:
     def pytest_configure_node(self, node: WorkerController) -> None:
         node.workerinput[PLANS_KEY] = self.plans
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
+
+    @pytest.hookimpl
+    def pytest_handlecrashitem(
+        self, crashitem: str, report: pytest.TestReport, sched: object
+    ) -> None:
+        # xdist says which worker crashed; the config's exception.txt also says how.
+        node = getattr(report, "node", None)
+        report.longrepr = f"{report.longrepr}: {describe_worker_death(node)}"

@@ -1,0 +1,290 @@
+"""xdist workers: `WorkersSetup`, crashed workers, workers that cannot see the output
+directory, and the rule that only the controller writes the state (SPEC §5, §6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pytest_delphyne import layout
+from pytest_delphyne.workers import (
+    PLANS_KEY,
+    SETUP_VALUES_KEY,
+    UNPICKLABLE_MESSAGE,
+    WORKER_EXIT_MESSAGE,
+    WORKER_KILLED_HINT,
+    WORKER_SIGNAL_MESSAGE,
+)
+
+EXPERIMENT = """
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_delphyne import Experiment, Outcome, Run, WorkersSetup
+
+HERE = Path(__file__).parent
+SETUP_LOG = HERE / "setup.log"
+
+
+def log(line):
+    with SETUP_LOG.open("a") as file:
+        file.write(line + "\\n")
+
+
+def start_server():
+    log(f"common {os.getpid()}")
+    yield COMMON_VALUE
+    log(f"teardown {os.getpid()}")
+
+
+def connect(port):
+    log(f"per_worker {os.getpid()} {port}")
+
+
+def program(env, x, crash):
+    if crash == "exit":
+        os._exit(3)
+    if crash == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if crash == "segfault":
+        ctypes.string_at(0)
+    sees_state = (HERE / "out" / "experiment.yaml").exists()
+    env.compute(str, x)
+    return Outcome(success=True, values=[x * x, sees_state])
+
+
+@dataclass
+class Config:
+    x: int
+    crash: str | None = None
+
+    def instantiate(self, context):
+        return Run(program=program, args={"x": self.x, "crash": self.crash})
+
+
+experiment = Experiment(
+    config_class=Config,
+    output_dir="out",
+    configs=[Config(x, crash=CRASHES.get(x)) for x in range(1, 7)],
+    config_naming=lambda config, uuid: f"x{config.x}",
+    workers_setup=WorkersSetup(common=start_server, per_worker=connect),
+    configs_context=CONTEXT,
+)
+"""
+
+
+def write_experiment(
+    pytester: pytest.Pytester,
+    *,
+    crashes: dict[int, str] | None = None,
+    common_value: str = "4242",
+    context: str = "None",
+) -> Path:
+    source = (
+        EXPERIMENT.replace("CRASHES", repr(crashes or {}))
+        .replace("COMMON_VALUE", common_value)
+        .replace("CONTEXT", context)
+    )
+    return pytester.makepyfile(exp=source)
+
+
+def setup_log(pytester: pytest.Pytester) -> list[list[str]]:
+    path = pytester.path / "setup.log"
+    return [line.split() for line in path.read_text().splitlines()]
+
+
+def statuses(pytester: pytest.Pytester) -> dict[str, str]:
+    state = yaml.safe_load((pytester.path / "out" / layout.STATE_FILE).read_text())
+    return {name: info["status"] for name, info in state["configs"].items()}
+
+
+@pytest.mark.parametrize(
+    ("workers", "expected_per_worker"),
+    [([], 1), (["-n", "1"], 1), (["-n", "2"], 2)],
+    ids=["no-xdist", "n1", "n2"],
+)
+def test_common_runs_once_and_per_worker_once_in_each_worker(
+    pytester: pytest.Pytester, workers: list[str], expected_per_worker: int
+) -> None:
+    write_experiment(pytester)
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", *workers)
+    result.assert_outcomes(passed=6)
+    log = setup_log(pytester)
+    commons = [entry for entry in log if entry[0] == "common"]
+    per_workers = [entry for entry in log if entry[0] == "per_worker"]
+    teardowns = [entry for entry in log if entry[0] == "teardown"]
+    assert len(commons) == 1
+    # The generator's teardown runs once, in the process that ran `common`, last.
+    assert teardowns == [["teardown", commons[0][1]]]
+    assert log[-1] == teardowns[0]
+    assert len(per_workers) == expected_per_worker
+    assert len({pid for _, pid, _ in per_workers}) == expected_per_worker
+    # Each worker received what `common` returned.
+    assert all(value == "4242" for _, _, value in per_workers)
+    if not workers:
+        assert per_workers[0][1] == commons[0][1]
+    else:
+        assert commons[0][1] not in {pid for _, pid, _ in per_workers}
+    # per_worker ran before any config of its process.
+    assert log.index(per_workers[0]) > log.index(commons[0])
+
+
+@pytest.mark.parametrize(
+    ("crash", "how"),
+    [
+        ("exit", WORKER_EXIT_MESSAGE.format(code=3)),
+        (
+            "kill",
+            WORKER_SIGNAL_MESSAGE.format(number=9, name="SIGKILL") + WORKER_KILLED_HINT,
+        ),
+        ("segfault", WORKER_SIGNAL_MESSAGE.format(number=11, name="SIGSEGV")),
+    ],
+)
+def test_crashed_worker_fails_only_the_config_it_was_running(
+    pytester: pytest.Pytester, crash: str, how: str
+) -> None:
+    write_experiment(pytester, crashes={3: crash})
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "-n", "2")
+    result.assert_outcomes(passed=5, failed=1)
+    assert statuses(pytester) == {
+        "x1": "done",
+        "x2": "done",
+        "x3": "failed",
+        "x4": "done",
+        "x5": "done",
+        "x6": "done",
+    }
+    exception = (
+        layout.exception_file_path(pytester.path / "out", "x3").read_text().strip()
+    )
+    assert "its xdist worker crashed" in exception
+    assert "crashed while running 'exp.py::experiment[x3]'" in exception
+    assert exception.endswith(how)
+    result.stdout.fnmatch_lines(["*replacing crashed worker*"])
+
+
+def test_unpicklable_configs_context_is_refused_before_any_config_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, context="threading.Lock()")
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    message = UNPICKLABLE_MESSAGE.format(
+        what="Experiment.configs_context",
+        experiment=f"{pytester.path / 'exp.py'}::experiment",
+        error="cannot pickle '_thread.lock' object",
+    )
+    assert message in result.stderr.str()
+    assert not (pytester.path / "out" / layout.CONFIGS_DIR).exists()
+    # Without workers, nothing needs to be pickled.
+    pytester.runpytest_subprocess("--delphyne-exp=exp.py").assert_outcomes(passed=6)
+
+
+def test_unpicklable_common_result_is_refused_before_any_config_runs(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, common_value="threading.Lock()")
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "The value returned by WorkersSetup.common" in result.stderr.str()
+    assert "cannot be sent to xdist workers" in result.stderr.str()
+    assert not (pytester.path / "out" / layout.CONFIGS_DIR).exists()
+    assert [entry[0] for entry in setup_log(pytester)] == ["common", "teardown"]
+
+
+def _can_unshare_mounts() -> bool:
+    try:
+        probe = subprocess.run(
+            ["unshare", "-m", "true"], capture_output=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(
+    not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
+)
+def test_worker_that_cannot_see_the_output_dir_ships_its_files_to_the_controller(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    out = pytester.path / "out"
+    # The worker's Python starts in a mount namespace where an empty tmpfs hides the
+    # output directory, as on a machine that does not share it.
+    hidden_python = pytester.path / "hidden-output-python"
+    hidden_python.write_text(
+        "#!/bin/sh\n"
+        f'exec unshare -m sh -c \'mount -t tmpfs none "{out}" && exec "$0" "$@"\' '
+        f'"{sys.executable}" "$@"\n'
+    )
+    hidden_python.chmod(hidden_python.stat().st_mode | stat.S_IEXEC)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-d", "--tx", f"popen//python={hidden_python}"
+    )
+    result.assert_outcomes(passed=6)
+    assert set(statuses(pytester).values()) == {"done"}
+    for x in range(1, 7):
+        config_dir = layout.config_dir(out, f"x{x}")
+        recorded = yaml.safe_load((config_dir / layout.RESULT_FILE).read_text())
+        # The program ran where the state was not visible, and its files came back.
+        assert recorded["outcome"]["result"]["values"] == [x * x, False]
+        cache_entries = (config_dir / layout.CACHE_FILE).read_text()
+        assert json.dumps(str(x)) in cache_entries
+    assert (out / layout.SUMMARY_FILE).exists()
+
+
+def test_a_worker_writes_only_the_directory_of_its_config(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    out = pytester.path / "out"
+    out.mkdir()
+    output_stat = out.stat()
+    plan: dict[str, Any] = {
+        "key": f"{pytester.path / 'exp.py'}::experiment",
+        "output_dir": str(out),
+        "output_dir_id": [output_stat.st_dev, output_stat.st_ino],
+        "configs": [
+            {"name": "x1", "status": "todo", "params": {"x": 1, "crash": None}}
+        ],
+        "stored_failures": {},
+        "orphans": [],
+    }
+    workerinput = {PLANS_KEY: [plan], SETUP_VALUES_KEY: {}, "workerid": "gw0"}
+    pytester.makeconftest(
+        f"""
+        import pytest
+
+        # Pretend to be an xdist worker that received the controller's plan.
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_configure(config):
+            config.workerinput = {workerinput!r}
+        """
+    )
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.assert_outcomes(passed=1)
+    written = sorted(str(path.relative_to(out)) for path in out.rglob("*"))
+    assert written == [
+        "configs",
+        "configs/x1",
+        "configs/x1/cache.yaml",
+        "configs/x1/log.txt",
+        "configs/x1/result.yaml",
+    ]
+    # per_worker ran with what the controller sent (here: nothing was sent).
+    assert setup_log(pytester) == [["per_worker", str(os.getpid()), "None"]]
