@@ -231,7 +231,7 @@ def _stored_traceback(experiment: Experiment[Any], name: str) -> str:
 
 
 def build_plan(
-    experiment: Experiment[Any], key: str
+    experiment: Experiment[Any], spec: ExperimentSpec, attr: str, rootpath: Path
 ) -> tuple[ExperimentPlan, dict[str, Any]]:
     """What every process must know of a loaded experiment, and its configs by name."""
     state = experiment.load_state()
@@ -261,7 +261,9 @@ def build_plan(
     output_dir = experiment.absolute_output_dir
     stat = output_dir.stat()
     plan = ExperimentPlan(
-        key=key,
+        key=f"{spec.path}::{attr}",
+        file=file_id(spec.path, rootpath),
+        attr=attr,
         output_dir=str(output_dir),
         output_dir_id=[stat.st_dev, stat.st_ino],
         configs=configs,
@@ -269,6 +271,14 @@ def build_plan(
         orphans=[name for name in state.configs if name not in listed],
     )
     return plan, by_name
+
+
+def file_id(path: Path, rootpath: Path) -> str:
+    """The file's part of its items' node ids: relative to the rootdir."""
+    try:
+        return "/".join(path.relative_to(rootpath).parts)
+    except ValueError:
+        return str(path)
 
 
 def _lastfailed_key(nodeid: str) -> object:
@@ -325,11 +335,11 @@ class DelphyneSession:
                 for key, data in workerinput[SETUP_VALUES_KEY].items()
             }
             for plan in self.plans:
-                path_text, _, attr = plan["key"].rpartition("::")
+                # This worker's own copy of the file: it may run on another machine.
                 self._bind(
-                    Path(path_text),
+                    self.config.rootpath / plan["file"],
                     ExperimentBinding(
-                        attr=attr,
+                        attr=plan["attr"],
                         plan=plan,
                         shares_output_dir=sees_output_dir(plan),
                         options=options,
@@ -388,7 +398,7 @@ class DelphyneSession:
                 # The plan reports these configs itself (`--co` lists them).
                 warnings.simplefilter("ignore", UnlistedConfigsWarning)
                 experiment.load()
-            plan, by_name = build_plan(experiment, key)
+            plan, by_name = build_plan(experiment, spec, attr, config.rootpath)
             self.plans.append(plan)
             self._bind(
                 spec.path,
@@ -456,15 +466,12 @@ class DelphyneSession:
         lfplugin = self.config.pluginmanager.get_plugin("lfplugin")
         if lfplugin is None:
             return
-        rootpath = self.config.rootpath
-        for path, bindings in self.bindings.items():
-            try:
-                file_id = "/".join(path.relative_to(rootpath).parts)
-            except ValueError:
-                file_id = path.name
+        for bindings in self.bindings.values():
             for binding in bindings:
                 for planned in binding.plan["configs"]:
-                    nodeid = f"{file_id}::{binding.attr}[{planned['name']}]"
+                    nodeid = (
+                        f"{binding.plan['file']}::{binding.attr}[{planned['name']}]"
+                    )
                     status = planned["status"]
                     retry = status == "failed" or (
                         status == "todo" and options.last_failed
@@ -548,7 +555,7 @@ class DelphyneSession:
             for planned in plan["configs"]:
                 action = decide_action(planned["status"], options)
                 actions[action] = actions.get(action, 0) + 1
-            attr = plan["key"].rpartition("::")[2]
+            attr = plan["attr"]
             summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())
             lines.append(
                 f"delphyne: {attr}: {len(plan['configs'])} configs ({summary})"
@@ -571,7 +578,7 @@ class DelphyneSession:
     def _collect_only_plan(
         self, plan: ExperimentPlan, options: SelectionOptions
     ) -> Iterator[str]:
-        attr = plan["key"].rpartition("::")[2]
+        attr = plan["attr"]
         for planned in plan["configs"]:
             action = decide_action(planned["status"], options)
             yield (

@@ -28,7 +28,9 @@ from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPaylo
 if TYPE_CHECKING:
     from pytest_delphyne.experiment import Experiment
 
-STATE_SAVED_MESSAGE = "delphyne: session interrupted; state saved to {path}"
+STATE_SAVED_MESSAGE = (
+    "delphyne: the session stopped before every config ran; state saved to {path}"
+)
 MISSING_RESULT_MESSAGE = (
     "config {name} ended without a result file at {path}; it is recorded as failed"
 )
@@ -233,6 +235,10 @@ class Recorder:
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if session.shouldfail or session.shouldstop:
+            # -x, --maxfail or the spend cap, without xdist (with xdist they arrive
+            # as an interruption).
+            self.interrupted = True
         now = datetime.now(UTC)
         for exp in self.experiments.values():
             for name, start in exp.running.items():

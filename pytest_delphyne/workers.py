@@ -48,12 +48,16 @@ class PlannedConfig(TypedDict):
 class ExperimentPlan(TypedDict):
     """What every process must agree on about one experiment before collecting it.
 
-    `key` is `<absolute file path>::<attribute>`; `output_dir` is absolute, and
+    `key` is `<absolute file path>::<attribute>` on the controller, and identifies the
+    experiment in reports; `file` is the experiment file relative to the rootdir, where
+    a worker on another machine finds its own copy; `output_dir` is absolute, and
     `output_dir_id` identifies that directory (device, inode) so that a worker can tell
     whether it sees the same directory as the controller.
     """
 
     key: str
+    file: str
+    attr: str
     output_dir: str
     output_dir_id: list[int]
     configs: list[PlannedConfig]

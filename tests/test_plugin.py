@@ -21,6 +21,7 @@ from pytest_delphyne.plugin import (
     NO_EXPERIMENT_MESSAGE,
     UNKNOWN_ATTRIBUTE_MESSAGE,
 )
+from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 
 EXPERIMENT = """
 from __future__ import annotations
@@ -429,6 +430,8 @@ def test_exitfirst_leaves_the_configs_not_started_todo(
     result = pytester.runpytest("--delphyne-exp=exp.py", "-x")
     result.assert_outcomes(failed=1)
     assert statuses(pytester) == {"x1": "failed", "x2": "todo", "x3": "todo"}
+    state_path = pytester.path / "out" / layout.STATE_FILE
+    assert STATE_SAVED_MESSAGE.format(path=state_path) in result.stdout.str()
     assert calls(pytester) == [1]
 
 

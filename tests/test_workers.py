@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
+from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 from pytest_delphyne.workers import (
     PLANS_KEY,
     SETUP_VALUES_KEY,
@@ -31,6 +32,7 @@ import ctypes
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,6 +64,10 @@ def program(env, x, crash):
         os.kill(os.getpid(), signal.SIGKILL)
     if crash == "segfault":
         ctypes.string_at(0)
+    if crash == "raise":
+        raise ValueError(f"config {x} failed")
+    if crash == "slow":
+        time.sleep(1)
     sees_state = (HERE / "out" / "experiment.yaml").exists()
     env.compute(str, x)
     return Outcome(success=True, values=[x * x, sees_state])
@@ -177,6 +183,42 @@ def test_crashed_worker_fails_only_the_config_it_was_running(
     result.stdout.fnmatch_lines(["*replacing crashed worker*"])
 
 
+@pytest.mark.parametrize(
+    "options",
+    [["-n", "auto"], ["-n", "2", "--dist", "worksteal"], ["-n", "2", "--dist", "load"]],
+    ids=["auto", "worksteal", "load"],
+)
+def test_every_distribution_mode_records_every_config(
+    pytester: pytest.Pytester, options: list[str]
+) -> None:
+    write_experiment(pytester)
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", *options)
+    result.assert_outcomes(passed=6)
+    assert set(statuses(pytester).values()) == {"done"}
+    assert (pytester.path / "out" / layout.SUMMARY_FILE).exists()
+
+
+def test_maxfail_with_workers_leaves_the_configs_not_run_todo(
+    pytester: pytest.Pytester,
+) -> None:
+    # The others take a second each: the stop lands before they can all run.
+    write_experiment(
+        pytester, crashes={1: "raise"} | dict.fromkeys(range(2, 7), "slow")
+    )
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-n", "2", "--maxfail=1"
+    )
+    found = statuses(pytester)
+    assert found["x1"] == "failed"
+    assert "todo" in found.values()
+    assert list(found.values()).count("failed") == 1
+    state_path = pytester.path / "out" / layout.STATE_FILE
+    assert STATE_SAVED_MESSAGE.format(path=state_path) in result.stdout.str()
+    for name, status in found.items():
+        has_result = layout.result_file_path(pytester.path / "out", name).exists()
+        assert has_result == (status == "done")
+
+
 def test_unpicklable_configs_context_is_refused_before_any_config_runs(
     pytester: pytest.Pytester,
 ) -> None:
@@ -248,6 +290,41 @@ def test_worker_that_cannot_see_the_output_dir_ships_its_files_to_the_controller
     assert (out / layout.SUMMARY_FILE).exists()
 
 
+@pytest.mark.skipif(
+    not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
+)
+def test_worker_running_from_another_copy_of_the_project_is_recorded(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    out = pytester.path / "out"
+    # A machine of its own: the project checked out elsewhere, the output hidden.
+    elsewhere = pytester.path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "exp.py").write_text((pytester.path / "exp.py").read_text())
+    hidden_python = pytester.path / "hidden-output-python"
+    hidden_python.write_text(
+        "#!/bin/sh\n"
+        f'exec unshare -m sh -c \'mount -t tmpfs none "{out}" && exec "$0" "$@"\' '
+        f'"{sys.executable}" "$@"\n'
+    )
+    hidden_python.chmod(hidden_python.stat().st_mode | stat.S_IEXEC)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py",
+        "-d",
+        "--tx",
+        f"2*popen//chdir={elsewhere}//python={hidden_python}",
+    )
+    result.assert_outcomes(passed=6)
+    assert set(statuses(pytester).values()) == {"done"}
+    # The workers set up and ran in their own copy; the controller recorded it all.
+    remote_log = (elsewhere / "setup.log").read_text().split()
+    assert remote_log.count("per_worker") == 2
+    assert not (elsewhere / "out").exists()
+    for x in range(1, 7):
+        assert layout.result_file_path(out, f"x{x}").exists()
+
+
 def test_a_worker_writes_only_the_directory_of_its_config(
     pytester: pytest.Pytester,
 ) -> None:
@@ -257,6 +334,8 @@ def test_a_worker_writes_only_the_directory_of_its_config(
     output_stat = out.stat()
     plan: dict[str, Any] = {
         "key": f"{pytester.path / 'exp.py'}::experiment",
+        "file": "exp.py",
+        "attr": "experiment",
         "output_dir": str(out),
         "output_dir_id": [output_stat.st_dev, output_stat.st_ino],
         "configs": [
