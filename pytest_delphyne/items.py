@@ -12,6 +12,7 @@ What an item does follows from its config's status and the command line (SPEC §
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -23,7 +24,7 @@ from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Iterable, Iterator
 
     from _pytest._code.code import (
         ExceptionInfo,
@@ -66,6 +67,14 @@ class SelectionOptions:
     replay: bool = False
     reuse_cache: bool = False
     max_price: float | None = None
+
+
+bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
+"""The experiments this process collects, by file (filled by the session)."""
+worker_setup_key = pytest.StashKey[
+    Callable[["ExperimentBinding", "Experiment[Any]"], None]
+]()
+"""Runs `WorkersSetup.per_worker` once in this process (provided by the session)."""
 
 
 def decide_action(status: str, options: SelectionOptions) -> Action:
@@ -169,10 +178,8 @@ class ExperimentModule(pytest.Module):
     """An experiment file: its configs are the items, not its functions."""
 
     def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
-        from pytest_delphyne.plugin import bindings_for
-
         module = self.obj
-        for binding in bindings_for(self.config, self.path):
+        for binding in self.config.stash[bindings_key].get(self.path, []):
             experiment = getattr(module, binding.attr)
             for planned in binding.plan["configs"]:
                 name = planned["name"]
@@ -223,9 +230,7 @@ class ConfigItem(pytest.Item):
 
     def runtest(self) -> None:
         if self.action in ("run", "replay"):
-            from pytest_delphyne.plugin import ensure_worker_setup
-
-            ensure_worker_setup(self.config, self.binding, self.experiment)
+            self.config.stash[worker_setup_key](self.binding, self.experiment)
         if self.action == "skip":
             # Located at the config's item, not in this plugin, in the skip summary.
             raise pytest.skip.Exception(DONE_REASON, _use_item_location=True)

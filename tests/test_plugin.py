@@ -15,7 +15,7 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.items import DONE_REASON
-from pytest_delphyne.plugin import (
+from pytest_delphyne.plan import (
     AMBIGUOUS_MESSAGE,
     MISSING_FILE_MESSAGE,
     NO_EXPERIMENT_MESSAGE,

@@ -1,0 +1,156 @@
+"""From an experiment file to the plan every process agrees on.
+
+The controller imports each `--delphyne-exp` file, finds its `Experiment`, loads it
+(naming new configs) and turns it into an `ExperimentPlan`: the configs in the code's
+order, with their names, statuses and params, the stored tracebacks of failed ones, and
+the configs the state holds that the code no longer lists.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_delphyne import layout
+from pytest_delphyne.experiment import Experiment
+from pytest_delphyne.workers import ExperimentPlan, PlannedConfig
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+MISSING_FILE_MESSAGE = "--delphyne-exp: experiment file not found: {path}"
+IMPORT_FAILED_MESSAGE = "--delphyne-exp: importing {path} failed:\n{error}"
+NO_EXPERIMENT_MESSAGE = (
+    "--delphyne-exp: {path} defines no Experiment (found none among its "
+    "module attributes)"
+)
+AMBIGUOUS_MESSAGE = (
+    "--delphyne-exp: {path} defines several Experiments ({found}); "
+    "choose one with {path}::ATTR"
+)
+UNKNOWN_ATTRIBUTE_MESSAGE = (
+    "--delphyne-exp: {path} has no Experiment named {attr!r} "
+    "(Experiments found: {found})"
+)
+STORED_FAILURE_TAIL_LINES = 60
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A `--delphyne-exp` value: `PATH[::ATTR]`, the path made absolute."""
+
+    path: Path
+    attr: str | None
+
+    @classmethod
+    def parse(cls, text: str, base: Path) -> ExperimentSpec:
+        path_text, separator, attr = text.partition("::")
+        path = (base / path_text).resolve()
+        return cls(path=path, attr=attr if separator else None)
+
+
+def import_experiment(config: pytest.Config, spec: ExperimentSpec) -> ModuleType:
+    """Import an experiment file the way pytest imports test modules."""
+    from _pytest.pathlib import import_path
+
+    if not spec.path.is_file():
+        raise pytest.UsageError(MISSING_FILE_MESSAGE.format(path=spec.path))
+    try:
+        return import_path(
+            spec.path,
+            mode=config.getoption("importmode"),
+            root=config.rootpath,
+            consider_namespace_packages=config.getini("consider_namespace_packages"),
+        )
+    except Exception as error:
+        raise pytest.UsageError(
+            IMPORT_FAILED_MESSAGE.format(
+                path=spec.path, error="".join(traceback.format_exception(error))
+            )
+        ) from error
+
+
+def find_experiment(module: ModuleType, spec: ExperimentSpec) -> tuple[str, Any]:
+    found = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, Experiment)
+    }
+    listed = ", ".join(sorted(found)) or "none"
+    if spec.attr is not None:
+        if spec.attr not in found:
+            raise pytest.UsageError(
+                UNKNOWN_ATTRIBUTE_MESSAGE.format(
+                    path=spec.path, attr=spec.attr, found=listed
+                )
+            )
+        return spec.attr, found[spec.attr]
+    if not found:
+        raise pytest.UsageError(NO_EXPERIMENT_MESSAGE.format(path=spec.path))
+    if len(found) > 1:
+        raise pytest.UsageError(AMBIGUOUS_MESSAGE.format(path=spec.path, found=listed))
+    return next(iter(found.items()))
+
+
+def stored_traceback(experiment: Experiment[Any], name: str) -> str:
+    path = layout.exception_file_path(experiment.absolute_output_dir, name)
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"(no {layout.EXCEPTION_FILE} was kept for this config)"
+    return "\n".join(lines[-STORED_FAILURE_TAIL_LINES:])
+
+
+def build_plan(
+    experiment: Experiment[Any], spec: ExperimentSpec, attr: str, rootpath: Path
+) -> tuple[ExperimentPlan, dict[str, Any]]:
+    """What every process must know of a loaded experiment, and its configs by name."""
+    state = experiment.load_state()
+    codec = experiment.codec
+    if experiment.configs is None:
+        names = list(state.configs)
+    else:
+        name_of = state.inverse_mapping()
+        names = []
+        for config in experiment.configs:
+            name = name_of(config)
+            if name is None:  # load() names every listed config; nothing else writes
+                raise RuntimeError(f"config {config!r} has no name after loading")
+            names.append(name)
+    listed = set(names)
+    configs: list[PlannedConfig] = []
+    by_name: dict[str, Any] = {}
+    stored_failures: dict[str, str] = {}
+    for name in names:
+        info = state.configs[name]
+        by_name[name] = info.params
+        configs.append(
+            PlannedConfig(name=name, status=info.status, params=codec.dump(info.params))
+        )
+        if info.status == "failed":
+            stored_failures[name] = stored_traceback(experiment, name)
+    output_dir = experiment.absolute_output_dir
+    stat = output_dir.stat()
+    plan = ExperimentPlan(
+        key=f"{spec.path}::{attr}",
+        file=file_id(spec.path, rootpath),
+        attr=attr,
+        output_dir=str(output_dir),
+        output_dir_id=[stat.st_dev, stat.st_ino],
+        configs=configs,
+        stored_failures=stored_failures,
+        orphans=[name for name in state.configs if name not in listed],
+    )
+    return plan, by_name
+
+
+def file_id(path: Path, rootpath: Path) -> str:
+    """The file's part of its items' node ids: relative to the rootdir."""
+    try:
+        return "/".join(path.relative_to(rootpath).parts)
+    except ValueError:
+        return str(path)

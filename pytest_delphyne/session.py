@@ -1,0 +1,373 @@
+"""What one process knows of the session's experiments, and the hooks that use it.
+
+On the controller, `DelphyneSession.start` loads each experiment (naming new configs)
+under the run lock, runs `WorkersSetup.common` and registers the recorder; on an xdist
+worker it reads the controller's plan from `workerinput`. Both then bind each experiment
+to its file, collect one item per config, and align pytest's last-failed cache with the
+state, which is the source of truth.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
+from pytest_delphyne.items import (
+    ConfigItem,
+    ExperimentBinding,
+    ExperimentModule,
+    SelectionOptions,
+    SpendMeter,
+    bindings_key,
+    decide_action,
+    describe_params,
+    sees_output_dir,
+    worker_setup_key,
+)
+from pytest_delphyne.plan import (
+    ExperimentSpec,
+    build_plan,
+    find_experiment,
+    import_experiment,
+)
+from pytest_delphyne.recorder import RecordedExperiment, Recorder
+from pytest_delphyne.state import RunLock
+from pytest_delphyne.workers import (
+    PLANS_KEY,
+    SETUP_VALUES_KEY,
+    ExperimentPlan,
+    XdistHooks,
+    check_picklable,
+    dump_setup_value,
+    load_setup_value,
+    worker_input,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
+PDB_WITHOUT_WORKERS_MESSAGE = (
+    "delphyne: --pdb runs configs in this process, without xdist workers"
+)
+
+delphyne_session_key = pytest.StashKey["DelphyneSession"]()
+pdb_without_workers_key = pytest.StashKey[bool]()
+
+
+def _lastfailed_key(nodeid: str) -> object:
+    try:
+        from _pytest.nodeid import NodeId
+    except ImportError:  # pytest < 9 keys its last-failed cache by plain strings
+        return nodeid
+    return NodeId.parse(nodeid)
+
+
+@dataclass
+class DelphyneSession:
+    """Everything one process knows of this session's experiments.
+
+    On the controller, `start` imports each experiment file, loads the experiment
+    (naming new configs) under the run lock, runs `WorkersSetup.common`, and registers
+    the recorder. On a worker it reads the controller's plan from `workerinput`. Both
+    then bind each experiment to its file and bring pytest's last-failed cache in line
+    with the state, which is the source of truth.
+    """
+
+    config: pytest.Config
+    bindings: dict[Path, list[ExperimentBinding]] = field(default_factory=dict)
+    plans: list[ExperimentPlan] = field(default_factory=list)
+    locks: list[RunLock] = field(default_factory=list)
+    setup_values: dict[str, object] = field(default_factory=dict)
+    setup_teardowns: list[Generator[object, None, None]] = field(default_factory=list)
+    workers_ready: dict[str, BaseException | None] = field(default_factory=dict)
+    meter: SpendMeter = field(default_factory=SpendMeter)
+    reported_verbosely: set[str] = field(default_factory=set)
+
+    @property
+    def options(self) -> SelectionOptions:
+        config = self.config
+        return SelectionOptions(
+            # The cache provider defines these; `-p no:cacheprovider` removes them.
+            last_failed=bool(config.getoption("lf", False)),
+            failed_first=bool(config.getoption("failedfirst", False)),
+            replay=bool(config.getoption("usepdb"))
+            or bool(config.getoption("delphyne_replay")),
+            reuse_cache=bool(config.getoption("delphyne_reuse_cache")),
+            max_price=config.getoption("delphyne_max_price"),
+        )
+
+    def start(self, specs: list[ExperimentSpec]) -> None:
+        self.config.stash[bindings_key] = self.bindings
+        self.config.stash[worker_setup_key] = self.ensure_worker_setup
+        workerinput = worker_input(self.config)
+        options = self.options
+        if workerinput is None:
+            self._start_controller(specs, options)
+        else:
+            self.plans = workerinput[PLANS_KEY]
+            self.setup_values = {
+                key: load_setup_value(data)
+                for key, data in workerinput[SETUP_VALUES_KEY].items()
+            }
+            for plan in self.plans:
+                # This worker's own copy of the file: it may run on another machine.
+                self._bind(
+                    self.config.rootpath / plan["file"],
+                    ExperimentBinding(
+                        attr=plan["attr"],
+                        plan=plan,
+                        shares_output_dir=sees_output_dir(plan),
+                        options=options,
+                        meter=self.meter,
+                    ),
+                )
+        self._align_last_failed(options)
+
+    def _bind(self, path: Path, binding: ExperimentBinding) -> None:
+        self.bindings.setdefault(path, []).append(binding)
+
+    def _start_controller(
+        self, specs: list[ExperimentSpec], options: SelectionOptions
+    ) -> None:
+        config = self.config
+        runs_configs = not config.getoption("collectonly")
+        distributed = config.getoption("dist", "no") != "no" and bool(
+            config.getoption("tx", None)
+        )
+        recorded: list[RecordedExperiment] = []
+        setup_bytes: dict[str, bytes] = {}
+        locked: set[Path] = set()
+        for spec in specs:
+            module = import_experiment(self.config, spec)
+            attr, experiment = find_experiment(module, spec)
+            key = f"{spec.path}::{attr}"
+            output_dir = experiment.absolute_output_dir
+            if runs_configs and output_dir not in locked:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                lock = RunLock(output_dir)
+                lock.acquire()
+                self.locks.append(lock)
+                locked.add(output_dir)
+            with warnings.catch_warnings():
+                # The plan reports these configs itself (`--co` lists them).
+                warnings.simplefilter("ignore", UnlistedConfigsWarning)
+                experiment.load()
+            plan, by_name = build_plan(experiment, spec, attr, config.rootpath)
+            self.plans.append(plan)
+            self._bind(
+                spec.path,
+                ExperimentBinding(
+                    attr=attr,
+                    plan=plan,
+                    shares_output_dir=True,
+                    options=options,
+                    meter=self.meter,
+                    configs=by_name,
+                ),
+            )
+            recorded.append(
+                RecordedExperiment(
+                    attr=attr, path=spec.path, experiment=experiment, plan=plan
+                )
+            )
+            if not runs_configs:
+                continue
+            if distributed:
+                check_picklable(
+                    experiment.configs_context,
+                    what="Experiment.configs_context",
+                    experiment=key,
+                )
+            if experiment.workers_setup is not None:
+                value = self._run_common(experiment.workers_setup.common)
+                self.setup_values[key] = value
+                if distributed:
+                    setup_bytes[key] = dump_setup_value(value, experiment=key)
+        if config.pluginmanager.hasplugin("xdist"):
+            config.pluginmanager.register(
+                XdistHooks(self.plans, setup_bytes), "delphyne-xdist"
+            )
+        if runs_configs:
+            config.pluginmanager.register(
+                Recorder(config, recorded, options), "delphyne-recorder"
+            )
+
+    def _run_common(self, common: Any) -> object:
+        if inspect.isgeneratorfunction(common):
+            generator: Generator[object, None, None] = common()
+            value = next(generator)
+            self.setup_teardowns.append(generator)
+            return value
+        return common()
+
+    def ensure_worker_setup(
+        self, binding: ExperimentBinding, experiment: Experiment[Any]
+    ) -> None:
+        key = binding.plan["key"]
+        if key not in self.workers_ready:
+            error: BaseException | None = None
+            if experiment.workers_setup is not None:
+                try:
+                    experiment.workers_setup.per_worker(self.setup_values.get(key))
+                except Exception as raised:
+                    error = raised
+            self.workers_ready[key] = error
+        error = self.workers_ready[key]
+        if error is not None:
+            raise error
+
+    def _align_last_failed(self, options: SelectionOptions) -> None:
+        lfplugin = self.config.pluginmanager.get_plugin("lfplugin")
+        if lfplugin is None:
+            return
+        for bindings in self.bindings.values():
+            for binding in bindings:
+                for planned in binding.plan["configs"]:
+                    nodeid = (
+                        f"{binding.plan['file']}::{binding.attr}[{planned['name']}]"
+                    )
+                    status = planned["status"]
+                    retry = status == "failed" or (
+                        status == "todo" and options.last_failed
+                    )
+                    if retry:
+                        lfplugin.lastfailed[_lastfailed_key(nodeid)] = True
+                    else:
+                        lfplugin.lastfailed.pop(_lastfailed_key(nodeid), None)
+        if self.config.getoption("lf", False):
+            # LFPlugin computed the files to collect from its cache when it was
+            # created; it must see the state's failures instead.
+            lfplugin._last_failed_paths = lfplugin.get_last_failed_paths()
+
+    @functools.cached_property
+    def params_by_item_name(self) -> dict[str, dict[str, Any]]:
+        return {
+            f"{binding.attr}[{planned['name']}]": planned["params"]
+            for bindings in self.bindings.values()
+            for binding in bindings
+            for planned in binding.plan["configs"]
+        }
+
+    def close(self) -> None:
+        for generator in reversed(self.setup_teardowns):
+            # Teardown of a generator `common`: the code after its `yield`.
+            for _ in generator:
+                pass
+        self.setup_teardowns.clear()
+        for lock in self.locks:
+            lock.release()
+        self.locks.clear()
+
+    @pytest.hookimpl
+    def pytest_collect_file(
+        self, file_path: Path, parent: pytest.Collector
+    ) -> pytest.Collector | None:
+        if file_path in self.bindings:
+            module: pytest.Collector = ExperimentModule.from_parent(
+                parent, path=file_path
+            )
+            return module
+        return None
+
+    # trylast: after `-k`/`-m` deselection; LFPlugin's wrapper filters after us and
+    # agrees, since its cache was aligned with the state.
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
+        kept: list[pytest.Item] = []
+        reported: list[pytest.Item] = []
+        dropped: list[pytest.Item] = []
+        for item in items:
+            if isinstance(item, ConfigItem):
+                if item.action == "deselect":
+                    dropped.append(item)
+                    continue
+                if item.action == "report":
+                    reported.append(item)
+                    continue
+            kept.append(item)
+        if not dropped and not reported:
+            return
+        # Stored failures come after everything that runs.
+        items[:] = kept + reported
+        if dropped:
+            config.hook.pytest_deselected(items=dropped)
+
+    @pytest.hookimpl
+    def pytest_report_header(self, config: pytest.Config) -> str | None:
+        if config.stash.get(pdb_without_workers_key, False):
+            return PDB_WITHOUT_WORKERS_MESSAGE
+        return None
+
+    @pytest.hookimpl
+    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
+        options = self.options
+        lines: list[str] = []
+        for plan in self.plans:
+            actions: dict[str, int] = {}
+            for planned in plan["configs"]:
+                action = decide_action(planned["status"], options)
+                actions[action] = actions.get(action, 0) + 1
+            attr = plan["attr"]
+            summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())
+            lines.append(
+                f"delphyne: {attr}: {len(plan['configs'])} configs ({summary})"
+            )
+            if actions.get("report"):
+                lines.append(
+                    f"delphyne: {actions['report']} failed configs are reported from "
+                    "the state without running; use --lf to retry them"
+                )
+            if plan["orphans"]:
+                lines.append(
+                    f"delphyne: {len(plan['orphans'])} configs in the state are no "
+                    "longer listed by the code (--co names them; the clean-index "
+                    "command removes them)"
+                )
+            if config.getoption("collectonly"):
+                lines.extend(self._collect_only_plan(plan, options))
+        return lines
+
+    def _collect_only_plan(
+        self, plan: ExperimentPlan, options: SelectionOptions
+    ) -> Iterator[str]:
+        attr = plan["attr"]
+        for planned in plan["configs"]:
+            action = decide_action(planned["status"], options)
+            yield (
+                f"  {attr}[{planned['name']}] {planned['status']} -> {action}: "
+                f"{describe_params(planned['params'])}"
+            )
+        for name in plan["orphans"]:
+            yield f"  {name}: in the state but no longer listed by the code"
+
+    @pytest.hookimpl
+    def pytest_report_teststatus(
+        self, report: pytest.TestReport, config: pytest.Config
+    ) -> tuple[str, str, tuple[str, dict[str, bool]]] | None:
+        if config.get_verbosity() < 1 or report.when != "call":
+            return None
+        # Parameters go on the live `-v` line only, not again in the short summary.
+        if report.nodeid in self.reported_verbosely:
+            return None
+        self.reported_verbosely.add(report.nodeid)
+        item_name = report.nodeid.rpartition("::")[2]
+        params = self.params_by_item_name.get(item_name)
+        if params is None:
+            return None
+        letters = {"passed": ".", "failed": "F", "skipped": "s"}
+        colors = {"passed": "green", "failed": "red", "skipped": "yellow"}
+        word = f"{report.outcome.upper()} ({describe_params(params)})"
+        return (
+            report.outcome,
+            letters[report.outcome],
+            (word, {colors[report.outcome]: True}),
+        )
