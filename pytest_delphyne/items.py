@@ -11,6 +11,7 @@ What an item does follows from its config's status and the command line (SPEC §
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -305,6 +306,8 @@ class ConfigItem(pytest.Item):
                 for path in directory.iterdir()
                 if path.is_file()
             }
+            # The files travel in the report; the controller keeps them.
+            shutil.rmtree(directory, ignore_errors=True)
         self._report_result(record, files=files)
         if record.exception is not None:
             raise record.exception

@@ -41,8 +41,15 @@ STORED_FAILURE_TAIL_LINES = 60
 
 @dataclass(frozen=True)
 class ExperimentSpec:
-    """A `--delphyne-exp` value: `PATH[::ATTR]`, the path made absolute."""
+    """A `--delphyne-exp` value: `PATH[::ATTR]`, the path made absolute.
 
+    Attributes:
+        text: The value as the user wrote it, for messages.
+        path: The experiment file, absolute.
+        attr: The module attribute holding the `Experiment`, when given.
+    """
+
+    text: str
     path: Path
     attr: str | None
 
@@ -50,7 +57,7 @@ class ExperimentSpec:
     def parse(cls, text: str, base: Path) -> ExperimentSpec:
         path_text, separator, attr = text.partition("::")
         path = (base / path_text).resolve()
-        return cls(path=path, attr=attr if separator else None)
+        return cls(text=text, path=path, attr=attr if separator else None)
 
 
 def import_experiment(config: pytest.Config, spec: ExperimentSpec) -> ModuleType:

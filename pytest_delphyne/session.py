@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
 from pytest_delphyne.items import (
     ConfigItem,
@@ -149,17 +150,23 @@ class DelphyneSession:
             attr, experiment = find_experiment(module, spec)
             key = f"{spec.path}::{attr}"
             output_dir = experiment.absolute_output_dir
-            if runs_configs and output_dir not in locked:
-                output_dir.mkdir(parents=True, exist_ok=True)
-                lock = RunLock(output_dir)
-                lock.acquire()
-                self.locks.append(lock)
-                locked.add(output_dir)
-            with warnings.catch_warnings():
-                # The plan reports these configs itself (`--co` lists them).
-                warnings.simplefilter("ignore", UnlistedConfigsWarning)
-                experiment.load()
-            plan, by_name = build_plan(experiment, spec, attr, config.rootpath)
+            try:
+                if runs_configs and output_dir not in locked:
+                    lock = RunLock(output_dir)
+                    lock.acquire()
+                    self.locks.append(lock)
+                    locked.add(output_dir)
+                with warnings.catch_warnings():
+                    # The plan reports these configs itself (`--co` lists them).
+                    warnings.simplefilter("ignore", UnlistedConfigsWarning)
+                    experiment.load()
+                plan, by_name = build_plan(experiment, spec, attr, config.rootpath)
+            except DelphyneError as error:
+                # A corrupt state, a config that no longer fits, a run in progress:
+                # the user's to fix, so a usage error rather than a crash.
+                raise pytest.UsageError(
+                    f"--delphyne-exp={spec.text}: {error}"
+                ) from error
             self.plans.append(plan)
             self._bind(
                 spec.path,

@@ -156,3 +156,37 @@ def test_interrupted_configs_run_again_on_resume(pytester: pytest.Pytester) -> N
         "x3": "done",
         "x4": "done",
     }
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lock(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(exp=EXPERIMENT)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--delphyne-exp=exp.py"],
+        cwd=pytester.path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for((pytester.path / "started-2").exists)
+        state_before = (pytester.path / "out" / layout.STATE_FILE).read_bytes()
+        second = pytester.runpytest_subprocess("--delphyne-exp=exp.py")
+        assert second.ret == pytest.ExitCode.USAGE_ERROR
+        second.stderr.fnmatch_lines(
+            [f"*is already being run by process {first.pid} on *(command: *pytest*"]
+        )
+        assert (pytester.path / "out" / layout.STATE_FILE).read_bytes() == state_before
+        # Reading needs no lock.
+        plan = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "--co", "-q")
+        assert plan.ret == pytest.ExitCode.OK
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    # The kernel released the killed holder's lock: the next run is admitted, and x1,
+    # recorded before the kill, is not run again.
+    source = (pytester.path / "exp.py").read_text()
+    (pytester.path / "exp.py").write_text(source.replace("time.sleep(600)", "pass"))
+    resumed = pytester.runpytest_subprocess("--delphyne-exp=exp.py")
+    resumed.assert_outcomes(passed=3, skipped=1)

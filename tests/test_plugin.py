@@ -446,6 +446,20 @@ def test_exception_in_instantiate_fails_that_config_only(
     assert "RuntimeError: negative x cannot be instantiated" in exception
 
 
+def test_corrupt_state_is_a_usage_error_and_the_file_is_left_untouched(
+    first_run: pytest.Pytester,
+) -> None:
+    state_path = first_run.path / "out" / layout.STATE_FILE
+    corrupt = state_path.read_bytes() + b"configs: {x1: [\n"
+    state_path.write_bytes(corrupt)
+    result = first_run.runpytest_subprocess("--delphyne-exp=exp.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --delphyne-exp=exp.py: {state_path}:*"])
+    assert "INTERNALERROR" not in result.stderr.str() + result.stdout.str()
+    assert state_path.read_bytes() == corrupt
+    assert calls(first_run) == []
+
+
 def test_missing_experiment_file_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--delphyne-exp=nothere.py")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -262,7 +262,7 @@ def _can_unshare_mounts() -> bool:
     not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
 )
 def test_worker_that_cannot_see_the_output_dir_ships_its_files_to_the_controller(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_experiment(pytester)
     out = pytester.path / "out"
@@ -275,10 +275,15 @@ def test_worker_that_cannot_see_the_output_dir_ships_its_files_to_the_controller
         f'"{sys.executable}" "$@"\n'
     )
     hidden_python.chmod(hidden_python.stat().st_mode | stat.S_IEXEC)
+    scratch = pytester.path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setenv("TMPDIR", str(scratch))
     result = pytester.runpytest_subprocess(
         "--delphyne-exp=exp.py", "-d", "--tx", f"popen//python={hidden_python}"
     )
     result.assert_outcomes(passed=6)
+    # The worker's scratch directories went away once their files were shipped.
+    assert not [path for path in scratch.iterdir() if "delphyne" in path.name]
     assert set(statuses(pytester).values()) == {"done"}
     for x in range(1, 7):
         config_dir = layout.config_dir(out, f"x{x}")
