@@ -14,6 +14,7 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
+from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import (
     ExecutionContext,
     Experiment,
@@ -43,6 +44,7 @@ __all__ = [
     "CacheMode",
     "ChatAnswer",
     "ConfigInfo",
+    "DelphyneError",
     "Environment",
     "ExecutionContext",
     "Experiment",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.workers import ExperimentPlan, PlannedConfig
 
@@ -73,6 +74,10 @@ def import_experiment(config: pytest.Config, spec: ExperimentSpec) -> ModuleType
             root=config.rootpath,
             consider_namespace_packages=config.getini("consider_namespace_packages"),
         )
+    except DelphyneError as error:
+        # An experiment file refusing to start (say, no endpoint configured): its
+        # message is the whole story.
+        raise pytest.UsageError(f"--delphyne-exp={spec.text}: {error}") from error
     except Exception as error:
         raise pytest.UsageError(
             IMPORT_FAILED_MESSAGE.format(

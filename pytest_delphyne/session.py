@@ -70,7 +70,8 @@ def _lastfailed_key(nodeid: str) -> object:
     return NodeId.parse(nodeid)
 
 
-@dataclass
+# eq=False keeps identity hashing: pluggy keeps registered plugins in sets.
+@dataclass(eq=False)
 class DelphyneSession:
     """Everything one process knows of this session's experiments.
 

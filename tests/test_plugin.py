@@ -498,6 +498,19 @@ def test_file_with_several_experiments_needs_an_attribute(
     unknown.stderr.fnmatch_lines(["*" + literal(message) + "*"])
 
 
+def test_experiment_in_a_project_with_conftest_files(
+    pytester: pytest.Pytester,
+) -> None:
+    # conftest files make pytest call hooks on subsets of the registered plugins.
+    pytester.makeconftest("")
+    experiments = pytester.mkpydir("experiments")
+    (experiments / "conftest.py").write_text("")
+    write_experiment(pytester, [1, 2])
+    (pytester.path / "exp.py").rename(experiments / "exp.py")
+    result = pytester.runpytest("--delphyne-exp=experiments/exp.py", "-n", "2")
+    result.assert_outcomes(passed=2)
+
+
 def test_experiment_from_the_ini_file(pytester: pytest.Pytester) -> None:
     write_experiment(pytester, [1])
     pytester.makeini(
