@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from pytest_delphyne import layout  # noqa: E402
 from pytest_delphyne.experiment import Experiment  # noqa: E402
+from pytest_delphyne.runtime import Run  # noqa: E402
 from pytest_delphyne.state import ConfigUpdate, utc_now  # noqa: E402
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
@@ -71,8 +72,8 @@ class Config:
     seed: int = 0
     max_tokens: int = 1000
 
-    def instantiate(self, context: object) -> object:
-        return None
+    def instantiate(self, context: object) -> Run:
+        return Run(program=lambda env: None)
 
 
 def _timed(action: Callable[[], object]) -> float:

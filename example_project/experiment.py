@@ -52,10 +52,13 @@ class CheckerTimeout(Exception):
     """The checker ran out of time before finishing its proof."""
 
 
-def check_prime_factor(n: int, candidate: int, time_limit: float) -> bool:
-    """Whether `candidate` is a prime factor of `n`, proved by trial division."""
+def check_prime_factor(n: int, candidate: int) -> bool:
+    """Whether `candidate` is a prime factor of `n`, proved by trial division within
+    the checker's time limit (a setting of the tool, not part of the question: it is
+    not in the call's arguments, so a retry with more time replays the same calls)."""
     if candidate < 2 or n % candidate:
         return False
+    time_limit = float(os.environ.get("CHECKER_TIME_LIMIT", DEFAULT_TIME_LIMIT))
     deadline = time.perf_counter() + time_limit
     if candidate % 2 == 0:
         return candidate == 2
@@ -87,7 +90,6 @@ def find_factor(
     proposer: str,
     temperature: float,
     seed: int,
-    time_limit: float,
 ) -> Outcome:
     p, q, decoys = PROBLEMS[problem]
     n = p * q
@@ -113,7 +115,7 @@ def find_factor(
             / 1e6,
         )
         env.log("proposal", attempt=attempt, candidate=candidate)
-        if env.compute(check_prime_factor, n, candidate, time_limit):
+        if env.compute(check_prime_factor, n, candidate):
             env.log("found a prime factor", candidate=candidate)
             return Outcome(success=True, values=[candidate, attempt])
 
@@ -129,7 +131,6 @@ class Config:
     max_proposals: int = 8
 
     def instantiate(self, context: object) -> Run:
-        time_limit = float(os.environ.get("CHECKER_TIME_LIMIT", DEFAULT_TIME_LIMIT))
         return Run(
             program=find_factor,
             args={
@@ -137,7 +138,6 @@ class Config:
                 "proposer": self.proposer,
                 "temperature": self.temperature,
                 "seed": self.seed,
-                "time_limit": time_limit,
             },
             # Out of proposals: the run ends unsuccessfully, it does not fail.
             budget=Budget(num_requests=self.max_proposals),

@@ -8,6 +8,7 @@ money or cannot be redone identically goes through `env`: `env.compute(fn, ...)`
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -110,6 +111,19 @@ class Budget:
 ZERO: Final = Budget(0, 0, 0, 0, 0, 0.0)
 
 
+def call_key(fn: Callable[..., Any]) -> str:
+    """The name a function's calls are recorded under: `<file stem>.<qualname>`.
+
+    The same file is `__main__` when run as `python exp.py` and has another module
+    name when pytest imports it; its stem is the same either way, so a run recorded
+    under one replays under the other.
+    """
+    module = sys.modules.get(fn.__module__)
+    file = getattr(module, "__file__", None)
+    prefix = Path(file).stem if file else fn.__module__
+    return f"{prefix}.{fn.__qualname__}"
+
+
 class Environment:
     """The program's `env`: its cache, its budget, its log.
 
@@ -152,14 +166,14 @@ class Environment:
         return self._paid
 
     def compute(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
-        """`fn(*args, **kwargs)` through the cache, keyed by `fn`'s `module.qualname`,
+        """`fn(*args, **kwargs)` through the cache, keyed by `fn` (see `call_key`),
         its arguments (plain data) and how many identical calls came before.
 
         Raises:
             CacheMissError: replaying a call that was not recorded.
             NotPlainDataError: an argument or the answer is not plain data.
         """
-        key = f"{fn.__module__}.{fn.__qualname__}"
+        key = call_key(fn)
         request = {"args": list(args), "kwargs": kwargs}
         answer: T = self.cached_call(key, request, lambda: fn(*args, **kwargs)).value
         return answer

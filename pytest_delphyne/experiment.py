@@ -8,6 +8,7 @@ goes through the pytest plugin; nothing here imports pytest.
 from __future__ import annotations
 
 import contextlib
+import runpy
 import sys
 import uuid
 import warnings
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
     import pandas
 
-    from pytest_delphyne.runtime import LogLevel
+    from pytest_delphyne.runtime import LogLevel, ReplayReport, Run
 
 T = TypeVar("T")
 
@@ -66,8 +67,9 @@ class ExperimentConfig(Protocol):
     """A configuration: a dataclass holding hyperparameters, which `instantiate`
     turns into a run of the program."""
 
-    def instantiate(self, context: object) -> object:
-        """The run this configuration stands for.
+    def instantiate(self, context: object) -> Run:
+        """The run this configuration stands for: the program, its arguments, its
+        budget limit and its log and trace settings.
 
         Arguments:
             context: the experiment's `configs_context` (`None` by default).
@@ -410,6 +412,99 @@ class Experiment(Generic[C]):
         """The summary written by `save_summary`, as a DataFrame."""
         return summary.load_summary(self.absolute_output_dir)
 
+    def resume(
+        self, max_workers: int = 1, log_progress: bool = True, interactive: bool = False
+    ) -> int:
+        """Run every config whose status is "todo", through the pytest plugin.
+
+        Each run marks its config "done" or, when it raised, "failed". Ctrl-C stops
+        the run: the state is saved and running configs stay "todo" with their
+        interruption time. The summary is written once every config is done.
+
+        Arguments:
+            max_workers: Parallel worker processes (xdist's `-n`); 1 runs in this
+                process. Workers re-import the experiment file; an experiment defined
+                under `if __name__ == "__main__":` is found by running the script in
+                each worker up to its call of `resume()`.
+            log_progress: Whether pytest reports progress (`-q` otherwise).
+            interactive: Pressing Enter prints each running config's elapsed time and
+                writes a snapshot under `<output_dir>/snapshots/`.
+
+        Returns:
+            pytest's exit code.
+        """
+        if _capturing_script_experiment:
+            raise _ScriptExperimentFound(self)
+        from pytest_delphyne.cli import RunRequest, run_experiment
+
+        return run_experiment(
+            self,
+            RunRequest(
+                max_workers=max_workers, quiet=not log_progress, interactive=interactive
+            ),
+        )
+
+    def replay_config_by_name(self, config_name: str) -> ReplayReport:
+        """Replay a config from its cache, without any LLM or tool call, to debug it
+        after the fact (a failed config raises again where it raised).
+
+        Nothing is written. The report says whether the replayed outcome is the
+        recorded one.
+
+        Raises:
+            UnknownConfigError: no config of that name.
+        """
+        from pytest_delphyne.runtime import replay
+
+        state = self.load_state()
+        if config_name not in state.configs:
+            raise UnknownConfigError(
+                UNKNOWN_CONFIG_MESSAGE.format(
+                    name=config_name, state_file=self.store.state_file
+                )
+            )
+        config = state.configs[config_name].params
+        return replay(
+            lambda: config.instantiate(self.configs_context),
+            self.config_dir(config_name),
+            config_name=config_name,
+            log_level=self.log_level,
+        )
+
+    def replay_config(self, config: C) -> ReplayReport:
+        """Replay a config; see `replay_config_by_name`."""
+        name = self.load_state().inverse_mapping()(config)
+        if name is None:
+            raise UnknownConfigError(
+                CONFIG_NOT_IN_STATE_MESSAGE.format(
+                    config=config, state_file=self.store.state_file
+                )
+            )
+        return self.replay_config_by_name(name)
+
+    def replay_all_configs(self) -> dict[str, ReplayReport]:
+        """Replay every config that ran (done or failed), replicating the experiment.
+
+        Returns:
+            Each replayed config's report, by name.
+        """
+        state = self.load_state()
+        return {
+            name: self.replay_config_by_name(name)
+            for name, info in state.configs.items()
+            if info.status != "todo"
+        }
+
+    def run_cli(self, argv: Sequence[str] | None = None) -> None:
+        """Run the command-line application that controls the experiment from the
+        shell (`python exp.py run -n 4`, `status`, ...); see `ExperimentCLI`. Exits
+        the process with the command's exit code."""
+        if _capturing_script_experiment:
+            raise _ScriptExperimentFound(self)
+        from pytest_delphyne.cli import ExperimentCLI
+
+        sys.exit(ExperimentCLI(self).main(argv))
+
     def config_success_values_by_name(
         self, config_name: str, *, type: Any
     ) -> Sequence[Any]:
@@ -446,3 +541,42 @@ class Experiment(Generic[C]):
                 )
             )
         return self.config_success_values_by_name(name, type=type)
+
+
+# Set while a worker runs a script to find the experiment it defines under `__main__`.
+_capturing_script_experiment = False
+
+
+class _ScriptExperimentFound(BaseException):
+    # A BaseException, so that the script's own `except Exception` cannot swallow it.
+    def __init__(self, experiment: Experiment[Any]):
+        super().__init__()
+        self.experiment = experiment
+
+
+SCRIPT_WITHOUT_EXPERIMENT_MESSAGE = (
+    "{path} defines no module-level Experiment, and running it as a script never "
+    "reached Experiment.resume() or run_cli()"
+)
+
+
+def experiment_of_script(path: Path) -> Experiment[Any]:
+    """The experiment a script builds under `if __name__ == "__main__":`.
+
+    The script runs as `__main__` until it calls `resume()` or `run_cli()` on its
+    experiment, which then hand it over instead of running.
+
+    Raises:
+        UnknownConfigError: the script never got there.
+    """
+    global _capturing_script_experiment
+    _capturing_script_experiment = True
+    sys.path.insert(0, str(path.parent))
+    try:
+        runpy.run_path(str(path), run_name="__main__")
+    except _ScriptExperimentFound as found:
+        return found.experiment
+    finally:
+        _capturing_script_experiment = False
+        sys.path.remove(str(path.parent))
+    raise UnknownConfigError(SCRIPT_WITHOUT_EXPERIMENT_MESSAGE.format(path=path))

@@ -16,11 +16,12 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.experiment import experiment_of_script
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
 
@@ -36,10 +37,12 @@ if TYPE_CHECKING:
     )
 
     from pytest_delphyne.cache import CacheMode
+    from pytest_delphyne.environment import LogLevel
     from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.runtime import Run, RunRecord
 
 Action = Literal["run", "skip", "report", "replay", "deselect"]
+T = TypeVar("T")
 
 DONE_REASON = "done"
 SPEND_CAP_REASON = "session spend cap of {cap} reached; the config stays todo"
@@ -68,6 +71,12 @@ class SelectionOptions:
     replay: bool = False
     reuse_cache: bool = False
     max_price: float | None = None
+    # Overrides of the experiment's own settings; `None` keeps them.
+    cache_requests: bool | None = None
+    log_level: LogLevel | None = None
+    export_log: bool | None = None
+    export_raw_trace: bool | None = None
+    export_browsable_trace: bool | None = None
 
 
 bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
@@ -76,6 +85,10 @@ worker_setup_key = pytest.StashKey[
     Callable[["ExperimentBinding", "Experiment[Any]"], None]
 ]()
 """Runs `WorkersSetup.per_worker` once in this process (provided by the session)."""
+
+
+def _first(override: T | None, setting: T) -> T:
+    return setting if override is None else override
 
 
 def decide_action(status: str, options: SelectionOptions) -> Action:
@@ -181,7 +194,11 @@ class ExperimentModule(pytest.Module):
     def collect(self) -> Iterable[pytest.Item | pytest.Collector]:
         module = self.obj
         for binding in self.config.stash[bindings_key].get(self.path, []):
-            experiment = getattr(module, binding.attr)
+            experiment = getattr(module, binding.attr, None)
+            if experiment is None:
+                # Defined under the script's `if __name__ == "__main__":`, which an
+                # import does not run (a worker of `Experiment.resume()`).
+                experiment = experiment_of_script(self.path)
             for planned in binding.plan["configs"]:
                 name = planned["name"]
                 action = decide_action(planned["status"], binding.options)
@@ -263,16 +280,26 @@ class ConfigItem(pytest.Item):
         self, directory: Path, *, cache_mode: CacheMode, write_files: bool
     ) -> RunOptions:
         experiment = self.experiment
+        chosen = self.binding.options
         return RunOptions(
             config_name=self.config_name,
             directory=directory,
             cache_mode=cache_mode,
-            log_level=experiment.log_level,
-            export_log=experiment.export_log,
-            export_raw_trace=experiment.export_raw_trace,
-            export_browsable_trace=experiment.export_browsable_trace,
+            log_level=_first(chosen.log_level, experiment.log_level),
+            export_log=_first(chosen.export_log, experiment.export_log),
+            export_raw_trace=_first(
+                chosen.export_raw_trace, experiment.export_raw_trace
+            ),
+            export_browsable_trace=_first(
+                chosen.export_browsable_trace, experiment.export_browsable_trace
+            ),
             params=self.params,
             write_files=write_files,
+        )
+
+    def _caches_requests(self) -> bool:
+        return _first(
+            self.binding.options.cache_requests, self.experiment.cache_requests
         )
 
     def _run(self) -> None:
@@ -288,7 +315,7 @@ class ConfigItem(pytest.Item):
         else:
             directory = Path(tempfile.mkdtemp(prefix=f"delphyne-{self.config_name}-"))
         cache_mode: CacheMode
-        if not self.experiment.cache_requests:
+        if not self._caches_requests():
             cache_mode = "off"
         elif binding.options.reuse_cache:
             cache_mode = "read_write"
@@ -345,7 +372,7 @@ class ConfigItem(pytest.Item):
             )
         directory = layout.config_dir(binding.output_dir, self.config_name)
         has_cache = (directory / layout.CACHE_FILE).exists()
-        if not self.experiment.cache_requests or not has_cache:
+        if not self._caches_requests() or not has_cache:
             # Nothing recorded to replay from: run live, and write nothing.
             record = execute(
                 self._run_factory(),

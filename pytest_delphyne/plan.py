@@ -61,6 +61,34 @@ class ExperimentSpec:
         return cls(text=text, path=path, attr=attr if separator else None)
 
 
+# eq=False: pluggy keeps plugins in sets, and an Experiment is not hashable.
+@dataclass(frozen=True, eq=False)
+class ProvidedExperiment:
+    """A live `Experiment` handed to the plugin, used instead of importing its file.
+
+    `Experiment.resume()` registers one through `pytest.main(plugins=[...])`: the
+    experiment may exist only in the running script (built under
+    `if __name__ == "__main__":`), which an import would not recreate.
+    """
+
+    path: Path
+    attr: str
+    experiment: Experiment[Any]
+
+
+def provided_experiment(
+    config: pytest.Config, spec: ExperimentSpec
+) -> tuple[str, Experiment[Any]] | None:
+    for plugin in config.pluginmanager.get_plugins():
+        if (
+            isinstance(plugin, ProvidedExperiment)
+            and plugin.path == spec.path
+            and spec.attr in (None, plugin.attr)
+        ):
+            return plugin.attr, plugin.experiment
+    return None
+
+
 def import_experiment(config: pytest.Config, spec: ExperimentSpec) -> ModuleType:
     """Import an experiment file the way pytest imports test modules."""
     from _pytest.pathlib import import_path

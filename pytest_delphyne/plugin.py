@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.plan import ExperimentSpec
 from pytest_delphyne.session import (
     DelphyneSession,
@@ -22,6 +23,24 @@ from pytest_delphyne.session import (
 
 if TYPE_CHECKING:
     from collections.abc import Generator
+
+
+# Experiment settings the command line overrides: option name, dest, help.
+OVERRIDDEN_SETTINGS = [
+    ("cache", "delphyne_cache_requests", "Record and replay oracle calls"),
+    ("log", "delphyne_export_log", "Write each config's log.txt"),
+    ("raw-trace", "delphyne_export_raw_trace", "Write each config's trace.yaml"),
+    (
+        "browsable-trace",
+        "delphyne_export_browsable_trace",
+        "Write each config's trace.html",
+    ),
+    (
+        "verbose-snapshots",
+        "delphyne_verbose_snapshots",
+        "Put each running config's recent log in interactive snapshots",
+    ),
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +79,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="Let retried configs replay the calls their failed attempt recorded "
         "instead of paying for them again",
+    )
+    for name, dest, what in OVERRIDDEN_SETTINGS:
+        group.addoption(
+            f"--delphyne-{name}",
+            action="store_true",
+            dest=dest,
+            default=None,
+            help=f"{what}, whatever the experiment says",
+        )
+        group.addoption(
+            f"--delphyne-no-{name}",
+            action="store_false",
+            dest=dest,
+            default=None,
+            help=f"Do not {what[0].lower()}{what[1:]}",
+        )
+    group.addoption(
+        "--delphyne-log-level",
+        action="store",
+        dest="delphyne_log_level",
+        default=None,
+        choices=LOG_LEVELS,
+        help="Lowest level of the log messages kept, whatever the experiment says",
     )
     parser.addini(
         "delphyne_exp",

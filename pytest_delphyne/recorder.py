@@ -270,7 +270,9 @@ class Recorder:
                 f"{status['todo']} todo"
             )
             write(f"  paid this session: {describe_budget(exp.paid)}")
-            write(f"  recorded in total: {describe_budget(total_spent(exp))}")
+            write(
+                f"  recorded in total: {describe_budget(total_spent(exp.experiment))}"
+            )
             if exp.summary_path is not None:
                 write(f"  summary: {exp.summary_path}")
             if self.interrupted:
@@ -281,15 +283,15 @@ class Recorder:
                 )
 
 
-def total_spent(exp: RecordedExperiment) -> dict[str, float]:
+def total_spent(experiment: Experiment[Any]) -> dict[str, float]:
     """What the done configs' result files record as spent."""
     total = Budget()
-    state = exp.experiment.load_state()
+    state = experiment.load_state()
     for name, info in state.configs.items():
         if info.status != "done":
             continue
         try:
-            recorded = read_result(exp.experiment.config_dir(name))
+            recorded = read_result(experiment.config_dir(name))
         except FileNotFoundError:
             continue
         total = total + recorded.spent

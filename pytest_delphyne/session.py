@@ -37,6 +37,7 @@ from pytest_delphyne.plan import (
     build_plan,
     find_experiment,
     import_experiment,
+    provided_experiment,
 )
 from pytest_delphyne.recorder import RecordedExperiment, Recorder
 from pytest_delphyne.state import RunLock
@@ -103,6 +104,11 @@ class DelphyneSession:
             or bool(config.getoption("delphyne_replay")),
             reuse_cache=bool(config.getoption("delphyne_reuse_cache")),
             max_price=config.getoption("delphyne_max_price"),
+            cache_requests=config.getoption("delphyne_cache_requests"),
+            log_level=config.getoption("delphyne_log_level"),
+            export_log=config.getoption("delphyne_export_log"),
+            export_raw_trace=config.getoption("delphyne_export_raw_trace"),
+            export_browsable_trace=config.getoption("delphyne_export_browsable_trace"),
         )
 
     def start(self, specs: list[ExperimentSpec]) -> None:
@@ -147,8 +153,12 @@ class DelphyneSession:
         setup_bytes: dict[str, bytes] = {}
         locked: set[Path] = set()
         for spec in specs:
-            module = import_experiment(self.config, spec)
-            attr, experiment = find_experiment(module, spec)
+            provided = provided_experiment(self.config, spec)
+            if provided is not None:
+                attr, experiment = provided
+            else:
+                module = import_experiment(self.config, spec)
+                attr, experiment = find_experiment(module, spec)
             key = f"{spec.path}::{attr}"
             output_dir = experiment.absolute_output_dir
             try:

@@ -30,6 +30,7 @@ from pytest_delphyne.experiment import (
     WorkersSetup,
 )
 from pytest_delphyne.identity import InvalidConfigNameError
+from pytest_delphyne.runtime import Run
 from pytest_delphyne.state import (
     ConfigUpdate,
     ExperimentLockedError,
@@ -45,8 +46,8 @@ class Config:
     model: str
     temperature: float = 0.7
 
-    def instantiate(self, context: object) -> object:
-        return None
+    def instantiate(self, context: object) -> Run:
+        return Run(program=lambda env: None)
 
 
 @dataclass
