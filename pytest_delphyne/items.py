@@ -321,10 +321,16 @@ class ConfigItem(pytest.Item):
             cache_mode = "read_write"
         else:
             cache_mode = "create"
-        record = execute(
-            self._run_factory(),
-            self._run_options(directory, cache_mode=cache_mode, write_files=True),
-        )
+        try:
+            record = execute(
+                self._run_factory(),
+                self._run_options(directory, cache_mode=cache_mode, write_files=True),
+            )
+        except KeyboardInterrupt:
+            # The config stays todo: its frames tell the user nothing, and a frame
+            # interrupted mid-instruction can lack the line number pytest's report
+            # of the interruption needs.
+            raise KeyboardInterrupt from None
         binding.meter.price += record.paid.price or 0.0
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:

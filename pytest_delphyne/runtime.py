@@ -18,6 +18,8 @@ the recorded one.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -388,8 +390,11 @@ def replay(
 ) -> ReplayReport:
     """Run a config again from its cache (`replay` mode) and compare the outcomes.
 
-    Nothing is written, and no oracle call is made: a call that the recorded run did
-    not make fails the replay with a `CacheMissError`.
+    Nothing is written. For a config that finished, no oracle call is made: a call
+    that the recorded run did not make fails the replay with a `CacheMissError`. A
+    config that raised may have raised inside a call, which then has no recorded
+    answer: its recorded calls are replayed and the calls after them made again (in a
+    throwaway copy of its directory), so the replay raises where the run raised.
 
     Raises:
         ResultFileError: the directory holds neither `result.yaml` nor `exception.txt`.
@@ -403,15 +408,29 @@ def replay(
     else:
         recorded_traceback = exception_path.read_text("utf-8")
     name = config_name or (recorded.config_name if recorded else directory.name)
-    options = RunOptions(
-        config_name=name,
-        directory=directory,
-        cache_mode="replay",
-        params=recorded.params if recorded else {},
-        log_level=log_level,
-        write_files=False,
-    )
-    replayed = execute(run_factory, options)
+    if recorded_traceback is None:
+        options = RunOptions(
+            config_name=name,
+            directory=directory,
+            cache_mode="replay",
+            params=recorded.params if recorded else {},
+            log_level=log_level,
+            write_files=False,
+        )
+        replayed = execute(run_factory, options)
+    else:
+        with tempfile.TemporaryDirectory(prefix="delphyne-replay-") as scratch:
+            copy = Path(scratch) / directory.name
+            shutil.copytree(directory, copy)
+            replayed = execute(
+                run_factory,
+                RunOptions(
+                    config_name=name,
+                    directory=copy,
+                    cache_mode="read_write",
+                    log_level=log_level,
+                ),
+            )
     differences: list[str] = []
     raised = _last_line(replayed.traceback) if replayed.traceback else None
     if recorded_traceback is not None:

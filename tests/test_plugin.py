@@ -534,3 +534,30 @@ def test_without_positional_paths_only_experiments_are_collected(
     result.assert_outcomes(passed=1)
     both = pytester.runpytest("--delphyne-exp=exp.py", "test_other.py")
     both.assert_outcomes(passed=1, skipped=1)
+
+
+def test_replaying_a_config_that_failed_inside_a_call_raises_where_it_raised(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1, 13])
+    source = (
+        (pytester.path / "exp.py")
+        .read_text()
+        .replace(
+            "def square(x):\n",
+            "def square(x):\n    if x == 13:\n        raise OverflowError('unlucky')\n",
+        )
+    )
+    (pytester.path / "exp.py").write_text(source)
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=1, failed=1)
+    config_dir = layout.config_dir(pytester.path / "out", "x13")
+    before = {path.name: path.read_bytes() for path in config_dir.iterdir()}
+    result = pytester.runpytest("--delphyne-exp=exp.py", "--delphyne-replay")
+    # The recorded calls replay; the call the run died in runs again and raises.
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        ["*raise OverflowError('unlucky')", "E*OverflowError: unlucky"]
+    )
+    assert "CacheMissError" not in result.stdout.str()
+    after = {path.name: path.read_bytes() for path in config_dir.iterdir()}
+    assert after == before
