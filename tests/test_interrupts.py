@@ -62,6 +62,21 @@ def wait_for(predicate: Any, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
+def start_run(
+    directory: Path, *args: str, output: int = subprocess.DEVNULL
+) -> subprocess.Popen[str]:
+    """`pytest --delphyne-exp=exp.py` in a process group of its own, as a terminal
+    starts it: a terminal's Ctrl-C reaches every process of the foreground group."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "--delphyne-exp=exp.py", *args],
+        cwd=directory,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
 def process_exists(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -81,22 +96,8 @@ def test_ctrl_c_leaves_running_configs_todo_with_their_interruption_time(
     pytester: pytest.Pytester, workers: list[str], running: list[str]
 ) -> None:
     pytester.makepyfile(exp=EXPERIMENT)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--delphyne-exp=exp.py",
-            "-p",
-            "no:cacheprovider",
-            *workers,
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # A terminal's Ctrl-C reaches every process of the foreground group.
-        start_new_session=True,
+    process = start_run(
+        pytester.path, "-p", "no:cacheprovider", *workers, output=subprocess.PIPE
     )
     started = [pytester.path / f"started-{name[1:]}" for name in running]
     wait_for(lambda: all(path.exists() for path in started))
@@ -127,20 +128,7 @@ def test_ctrl_c_leaves_running_configs_todo_with_their_interruption_time(
 
 def test_interrupted_configs_run_again_on_resume(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(exp=EXPERIMENT)
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "--delphyne-exp=exp.py",
-            "-p",
-            "no:cacheprovider",
-        ],
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    process = start_run(pytester.path, "-p", "no:cacheprovider")
     wait_for((pytester.path / "started-2").exists)
     os.killpg(process.pid, signal.SIGINT)
     process.wait(timeout=60)
@@ -162,13 +150,7 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(
     pytester: pytest.Pytester,
 ) -> None:
     pytester.makepyfile(exp=EXPERIMENT)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pytest", "--delphyne-exp=exp.py"],
-        cwd=pytester.path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    first = start_run(pytester.path)
     try:
         wait_for((pytester.path / "started-2").exists)
         state_before = (pytester.path / "out" / layout.STATE_FILE).read_bytes()

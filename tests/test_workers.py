@@ -258,6 +258,19 @@ def _can_unshare_mounts() -> bool:
     return probe.returncode == 0
 
 
+def hidden_output_python(directory: Path, out: Path) -> Path:
+    """A Python for xdist's `--tx popen//python=`: it starts in a mount namespace
+    where an empty tmpfs hides `out`, as on a machine that does not share it."""
+    script = directory / "hidden-output-python"
+    script.write_text(
+        "#!/bin/sh\n"
+        f'exec unshare -m sh -c \'mount -t tmpfs none "{out}" && exec "$0" "$@"\' '
+        f'"{sys.executable}" "$@"\n'
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
 @pytest.mark.skipif(
     not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
 )
@@ -266,15 +279,7 @@ def test_worker_that_cannot_see_the_output_dir_ships_its_files_to_the_controller
 ) -> None:
     write_experiment(pytester)
     out = pytester.path / "out"
-    # The worker's Python starts in a mount namespace where an empty tmpfs hides the
-    # output directory, as on a machine that does not share it.
-    hidden_python = pytester.path / "hidden-output-python"
-    hidden_python.write_text(
-        "#!/bin/sh\n"
-        f'exec unshare -m sh -c \'mount -t tmpfs none "{out}" && exec "$0" "$@"\' '
-        f'"{sys.executable}" "$@"\n'
-    )
-    hidden_python.chmod(hidden_python.stat().st_mode | stat.S_IEXEC)
+    hidden_python = hidden_output_python(pytester.path, out)
     scratch = pytester.path / "scratch"
     scratch.mkdir()
     monkeypatch.setenv("TMPDIR", str(scratch))
@@ -307,13 +312,7 @@ def test_worker_running_from_another_copy_of_the_project_is_recorded(
     elsewhere = pytester.path / "elsewhere"
     elsewhere.mkdir()
     (elsewhere / "exp.py").write_text((pytester.path / "exp.py").read_text())
-    hidden_python = pytester.path / "hidden-output-python"
-    hidden_python.write_text(
-        "#!/bin/sh\n"
-        f'exec unshare -m sh -c \'mount -t tmpfs none "{out}" && exec "$0" "$@"\' '
-        f'"{sys.executable}" "$@"\n'
-    )
-    hidden_python.chmod(hidden_python.stat().st_mode | stat.S_IEXEC)
+    hidden_python = hidden_output_python(pytester.path, out)
     result = pytester.runpytest_subprocess(
         "--delphyne-exp=exp.py",
         "-d",
