@@ -4,11 +4,24 @@
     python benchmarks/state_scale.py 1000 5000       # chosen sizes
 
 Each size runs in a fresh process (so peak memory is per size) and prints one row:
-creating the state (`load()` on an empty directory), `load()` on an existing state
-(fresh process view: nothing cached), `get_status()` right after (cached), recording
-one result (median of 1,000 `record` calls), the fold (`StateStore.fold()` with 1,000
-journal entries), `save_summary()` (every config done with a result file), and peak
-memory (`ru_maxrss`). Targets at 100,000 configs: load < 5 s, record < 1 ms.
+
+- create: `load()` on an empty directory (names every config, writes the state);
+- load: `load()` of a fresh `Experiment` on that state (nothing cached in memory): the
+  state comes from its JSON index, since the YAML is as the project wrote it;
+- edited: the same after a comment is added to `experiment.yaml` by hand, so the
+  index no longer matches and the YAML is parsed (and indexed again);
+- yaml parse: one `yaml.load(..., CSafeLoader)` of that file, the floor for `edited`;
+- get_status: right after a load (cached);
+- collect: `python -m pytest --delphyne-exp=exp.py --co -q` on the state, a whole
+  process (import, `load()`, plan, one item per config), and its peak memory;
+- record: median of 1,000 `StateStore.record` calls;
+- fold: `StateStore.fold()` with 1,000 journal entries;
+- summary: `save_summary()` with every config done and its `result.yaml` written;
+- peak: this process's peak memory (`ru_maxrss`), the summary included.
+
+Targets at 100,000 configs (issue 8): load + collect <= 5 s while the YAML is unedited,
+edited never worse than one parse of the YAML, record < 1 ms, controller peak (the
+collect process) <= 500 MiB.
 """
 
 from __future__ import annotations
@@ -27,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).absolute().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import yaml  # noqa: E402
+
 from pytest_delphyne import layout  # noqa: E402
 from pytest_delphyne.experiment import Experiment  # noqa: E402
 from pytest_delphyne.runtime import Run  # noqa: E402
@@ -38,12 +53,40 @@ COLUMNS = (
     "configs",
     "create s",
     "load s",
+    "edited s",
+    "yaml parse s",
     "get_status s",
+    "collect s",
+    "collect MB",
     "record ms",
     "fold s",
     "summary s",
     "peak MB",
 )
+
+EXPERIMENT_FILE = """\
+from dataclasses import dataclass
+
+from pytest_delphyne import Experiment, Run
+
+
+@dataclass
+class Config:
+    model: str
+    temperature: float = 0.7
+    seed: int = 0
+    max_tokens: int = 1000
+
+    def instantiate(self, context):
+        return Run(program=lambda env: None)
+
+
+experiment = Experiment(
+    config_class=Config,
+    output_dir={output_dir!r},
+    configs=[Config(f"model-{{i % 7}}", 0.1 * (i % 10), i) for i in range({size})],
+)
+"""
 
 RESULT_TEMPLATE = """\
 config_name: {name}
@@ -82,6 +125,41 @@ def _timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+# Runs pytest and prints its wall time and peak memory. A child's peak memory counts
+# what its parent had mapped when it forked: the child of this small process, not of
+# the measuring one (which holds a whole state), is measured.
+PEAK_OF_CHILD = """\
+import resource, subprocess, sys, time
+start = time.perf_counter()
+code = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode
+elapsed = time.perf_counter() - start
+print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)
+"""
+
+
+def _collect(size: int, directory: Path) -> tuple[float, float]:
+    """Wall time and peak memory (MB) of `pytest --co` on the experiment."""
+    project = directory.parent
+    (project / "pytest.ini").write_text("[pytest]\n")
+    (project / "exp.py").write_text(
+        EXPERIMENT_FILE.format(output_dir=str(directory), size=size)
+    )
+    command = [sys.executable, "-c", PEAK_OF_CHILD, sys.executable, "-m", "pytest"]
+    command += ["-p", "no:cacheprovider", "--delphyne-exp=exp.py", "--co", "-q"]
+    output = subprocess.run(
+        command, cwd=project, capture_output=True, text=True, check=True
+    ).stdout
+    elapsed, peak_kb, code = output.split()
+    if code != "0":
+        sys.exit(f"pytest --co exited with {code}")
+    return float(elapsed), int(peak_kb) / 1024
+
+
+def _parse_once(path: Path) -> float:
+    text = path.read_text()
+    return _timed(lambda: yaml.load(text, Loader=yaml.CSafeLoader))
+
+
 def measure(size: int, directory: Path) -> dict[str, float]:
     configs = [Config(f"model-{i % 7}", 0.1 * (i % 10), i) for i in range(size)]
 
@@ -92,7 +170,15 @@ def measure(size: int, directory: Path) -> dict[str, float]:
     row["create s"] = _timed(experiment().load)
     fresh = experiment()
     row["load s"] = _timed(fresh.load)
+    state_file = layout.state_file_path(directory)
+    with state_file.open("a") as file:
+        file.write("# edited by hand\n")
+    row["edited s"] = _timed(experiment().load)
+    row["yaml parse s"] = _parse_once(state_file)
+    fresh = experiment()
+    fresh.load()
     row["get_status s"] = _timed(fresh.get_status)
+    row["collect s"], row["collect MB"] = _collect(size, directory)
 
     names = list(fresh.load_state().configs)
     durations = []

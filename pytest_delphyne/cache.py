@@ -236,11 +236,14 @@ class RequestCache:
             elif mode == "replay":
                 raise CacheFileError(path, 0, "no such cache file to replay")
         if mode != "replay":
-            path.parent.mkdir(parents=True, exist_ok=True)
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
             if mode == "create":
                 flags |= os.O_TRUNC
-            self._fd = os.open(path, flags, 0o644)
+            try:
+                self._fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:  # the directory is usually there already
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd = os.open(path, flags, 0o644)
 
     def __len__(self) -> int:
         """The number of recorded entries (read from the file or recorded since)."""

@@ -197,6 +197,11 @@ class Experiment(Generic[C]):
     """The Python file that created the experiment (`None` in an interactive
     session)."""
     _cwd: Path = field(init=False, repr=False, compare=False)
+    # What the last `load()` found: `configs` (by identity and length) and the name of
+    # each, so that the plugin need not recompute 100,000 canonical keys.
+    _loaded_names: tuple[object, int, list[str]] | None = field(
+        init=False, default=None, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.defined_in = _defining_file()
@@ -281,26 +286,69 @@ class Experiment(Generic[C]):
                 must_write = True
         for name in state.configs:
             validate_config_name(name)
+        self._loaded_names = None
         if self.configs is not None:
-            added, unlisted = self._add_configs(state)
+            names, added, unlisted = self._add_configs(state)
             must_write = must_write or bool(added)
             if unlisted:
                 self._warn_unlisted(unlisted)
+        else:
+            names = list(state.configs)
         if must_write:
             self._write(state)
         elif store.journal_file.exists():
             # Folding while another process records would drop what it records next.
             with contextlib.suppress(ExperimentLockedError):
                 self._write(state)
+        self._loaded_names = (self.configs, len(self.configs or ()), names)
         return self
 
-    def _add_configs(self, state: ExperimentState[C]) -> tuple[list[str], list[str]]:
+    def config_names(self) -> list[str]:
+        """The name of each config of `configs`, in order; without `configs`, the
+        name of each config of the state.
+
+        After `load()`, these are the names it found or gave (nothing is recomputed,
+        unless `configs` was replaced or resized since); otherwise each config is
+        looked up in the state by its canonical form.
+
+        Raises:
+            StateFileError: there is no state yet (`load()` creates it).
+            UnknownConfigError: a config of `configs` is not in the state.
+        """
+        loaded = self._loaded_names
+        if (
+            loaded is not None
+            and loaded[0] is self.configs
+            and loaded[1] == len(self.configs or ())
+        ):
+            return list(loaded[2])
+        state = self.load_state()
+        if self.configs is None:
+            return list(state.configs)
+        name_of = state.inverse_mapping()
+        names: list[str] = []
+        for config in self.configs:
+            name = name_of(config)
+            if name is None:
+                raise UnknownConfigError(
+                    CONFIG_NOT_IN_STATE_MESSAGE.format(
+                        config=config, state_file=self.store.state_file
+                    )
+                )
+            names.append(name)
+        return names
+
+    def _add_configs(
+        self, state: ExperimentState[C]
+    ) -> tuple[list[str], list[str], list[str]]:
+        # The name of each listed config, the names added, the names not listed.
         codec = self.codec
         # Params read from the state are canonical already: dumping them is enough.
         name_by_key = {
             canonical_json(codec.dump(info.params)): name
             for name, info in state.configs.items()
         }
+        names: list[str] = []
         listed: set[str] = set()
         added: list[str] = []
         naming = self.config_naming
@@ -313,10 +361,14 @@ class Experiment(Generic[C]):
                         class_name=self.config_class.__qualname__,
                     )
                 )
-            key = codec.canonical_key(config)
-            existing = name_by_key.get(key)
+            # Most configs are canonical already: their plain dump finds them.
+            existing = name_by_key.get(canonical_json(codec.dump(config)))
+            if existing is None:
+                key = codec.canonical_key(config)
+                existing = name_by_key.get(key)
             if existing is not None:
                 listed.add(existing)
+                names.append(existing)
                 continue
             canonical = codec.load(codec.dump(config))
             fresh = uuid.uuid4()
@@ -331,9 +383,10 @@ class Experiment(Generic[C]):
             state.configs[name] = ConfigInfo(canonical)
             name_by_key[key] = name
             listed.add(name)
+            names.append(name)
             added.append(name)
         unlisted = [name for name in state.configs if name not in listed]
-        return added, unlisted
+        return names, added, unlisted
 
     def _warn_unlisted(self, names: list[str]) -> None:
         shown = ", ".join(names[:_NAMES_SHOWN])

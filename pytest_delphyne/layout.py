@@ -4,6 +4,7 @@ Everything an experiment writes lives under its output directory:
 
     <output_dir>/experiment.yaml              the state (see `state.py`)
     <output_dir>/experiment.journal           results recorded since the last fold
+    <output_dir>/.experiment.index.json       a fast copy of the state (see `state.py`)
     <output_dir>/.run.lock                    the run lock, and who holds it
     <output_dir>/configs/<name>/result.yaml   a config's outcome
     <output_dir>/configs/<name>/cache.yaml    its recorded oracle calls
@@ -18,6 +19,8 @@ from pathlib import Path
 
 STATE_FILE = "experiment.yaml"
 JOURNAL_FILE = "experiment.journal"
+# A JSON copy of experiment.yaml's data, read instead of it while it is unchanged.
+STATE_INDEX_FILE = ".experiment.index.json"
 LOCK_FILE = ".run.lock"
 LOCK_HOLDER_FILE = ".run.lock.holder"
 CONFIGS_DIR = "configs"

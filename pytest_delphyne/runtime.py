@@ -49,6 +49,7 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.state import block_yaml
 from pytest_delphyne.traces import write_traces
 
 T = TypeVar("T")
@@ -216,9 +217,15 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
     directory = Path(options.directory)
     write = options.write_files
     if write:
-        directory.mkdir(parents=True, exist_ok=True)
-        for stale in _RUN_FILES:  # a retry's files must not be mistaken for this run's
-            (directory / stale).unlink(missing_ok=True)
+        try:
+            directory.mkdir()
+        except FileNotFoundError:
+            directory.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            # A retry's files must not be mistaken for this run's (a directory just
+            # created has none: five system calls saved per config).
+            for stale in _RUN_FILES:
+                (directory / stale).unlink(missing_ok=True)
     mode: CacheMode = options.cache_mode
     if not write and mode != "replay":
         mode = "off"
@@ -312,10 +319,19 @@ def _write_result(
             }
         },
     }
+    # Written directly in the dumper's layout (10x cheaper per config), unless the
+    # dumper would fold a long line or write a literal block.
+    text = block_yaml(data, max_line=_RESULT_LINE_LIMIT, multiline=False)
+    if text is None:
+        text = dump_yaml(data)
     path = directory / layout.RESULT_FILE
     temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(dump_yaml(data), "utf-8")
+    temporary.write_text(text, "utf-8")
     os.replace(temporary, path)  # a reader never sees half a result
+
+
+# `dump_yaml` folds lines longer than 100 characters; shorter ones come out the same.
+_RESULT_LINE_LIMIT: Final = 90
 
 
 @dataclass(frozen=True)

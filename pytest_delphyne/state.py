@@ -23,8 +23,11 @@ call returns, the kernel has it, so SIGKILL of the recorder cannot lose it.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import math
 import os
+import re
 import socket
 import sys
 from collections.abc import Callable, Mapping
@@ -38,7 +41,7 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.identity import ConfigCodec, codec_for
+from pytest_delphyne.identity import ConfigCodec, canonical_json, codec_for
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -158,12 +161,34 @@ class ExperimentState(Generic[C]):
     def inverse_mapping(self) -> Callable[[C], str | None]:
         """A function from configs to their names in this state (`None` if absent),
         by canonical form."""
-        by_key: dict[str, str] = {}
+        # Stored params are canonical when they were loaded from disk or added by
+        # `Experiment.load`: their dump is their key, 4x cheaper to compute. Other
+        # states get their canonical keys too, only when a lookup misses.
+        by_dump: dict[str, str] = {}
         for name, info in self.configs.items():
-            by_key[codec_for(type(info.params)).canonical_key(info.params)] = name
+            codec = codec_for(type(info.params))
+            by_dump.setdefault(canonical_json(codec.dump(info.params)), name)
+        by_key: dict[str, str] | None = None
 
         def name_of(config: C) -> str | None:
-            return by_key.get(codec_for(type(config)).canonical_key(config))
+            nonlocal by_key
+            codec = codec_for(type(config))
+            # A config whose dump is a canonical key has that key.
+            name = by_dump.get(canonical_json(codec.dump(config)))
+            if name is not None:
+                return name
+            key = codec.canonical_key(config)
+            name = by_dump.get(key)
+            if name is None:
+                if by_key is None:
+                    by_key = {}
+                    for stored, info in self.configs.items():
+                        stored_key = codec_for(type(info.params)).canonical_key(
+                            info.params
+                        )
+                        by_key.setdefault(stored_key, stored)
+                name = by_key.get(key)
+            return name
 
         return name_of
 
@@ -213,11 +238,14 @@ def _parse_time(value: object) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
     """Replace `path` with `text`, never leaving a half-written file.
 
     The text goes to a temporary file in the same directory, which is fsynced and then
     renamed over `path` (the directory is fsynced too, so the rename is durable).
+    `durable=False` skips both fsyncs, for files that are only caches: a crash of
+    the machine may then leave an empty or old file, but never a half-written one
+    in place of a good one for a process that dies.
     """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -225,11 +253,14 @@ def atomic_write(path: Path, text: str) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             file.write(text)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    if not durable:
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -238,7 +269,17 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
-    """The YAML text of a state."""
+    """The YAML text of a state.
+
+    The text is written directly in the layout PyYAML's block style gives (what
+    `yaml.dump` would write, 10x faster); data it does not know how to write (very
+    long keys) goes through `yaml.dump` instead.
+    """
+    return _render_data(state_data(state, codec))
+
+
+def state_data(state: ExperimentState[C], codec: ConfigCodec[C]) -> dict[str, Any]:
+    """The state as the plain data `experiment.yaml` holds."""
     configs = {
         name: {
             "params": codec.dump(info.params),
@@ -249,10 +290,180 @@ def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
         }
         for name, info in state.configs.items()
     }
-    data = {"name": state.name, "description": state.description, "configs": configs}
-    return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000
-    )
+    return {"name": state.name, "description": state.description, "configs": configs}
+
+
+def _render_data(data: dict[str, Any]) -> str:
+    text = block_yaml(data)
+    if text is None:
+        text = yaml.dump(
+            data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000
+        )
+    return text
+
+
+def block_yaml(
+    data: Mapping[str, Any], *, max_line: int | None = None, multiline: bool = True
+) -> str | None:
+    """YAML text of plain data (and datetimes) in PyYAML's block layout, written
+    directly: what `yaml.dump(data, sort_keys=False, allow_unicode=True)` writes for
+    ordinary data, without its 10x cost.
+
+    Arguments:
+        data: the mapping to write.
+        max_line: give up when a line would be longer (PyYAML folds long lines).
+        multiline: whether strings with line breaks may be written (double-quoted);
+            with `False`, give up on them, for callers whose dumper writes them as
+            literal blocks.
+
+    Returns:
+        The text, or `None` for data it leaves to `yaml.dump`: other types, keys that
+        are not short strings, and the cases above.
+    """
+    try:
+        text = _BlockWriter(multiline).document(data)
+    except _NotWritable:
+        return None
+    if max_line is not None and any(len(line) > max_line for line in text.split("\n")):
+        return None
+    return text
+
+
+class _NotWritable(Exception):
+    pass
+
+
+# Strings written without quotes: a conservative subset of YAML's plain scalars,
+# further checked against the resolver (so `yes`, `12` or `null` get quotes).
+_PLAIN = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_.+/=(),-]| (?=[A-Za-z0-9_.+/=(),-]))*")
+# PyYAML's resolver is untyped; this is the signature it has.
+_resolve = cast(
+    "Callable[[type[yaml.Node], str, tuple[bool, bool]], str]",
+    yaml.resolver.Resolver().resolve,
+)
+
+
+def _resolved_tag(text: str) -> str:
+    # The tag PyYAML's loader gives `text` written as a plain scalar.
+    return _resolve(yaml.ScalarNode, text, (True, False))
+
+
+_STR_TAG = "tag:yaml.org,2002:str"
+# PyYAML's simple keys are at most 128 characters; longer ones need `? key`.
+_MAX_SIMPLE_KEY = 128
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _double_quoted(text: str) -> str:
+    out = ['"']
+    for char in text:
+        code = ord(char)
+        if char in '"\\':
+            out.append("\\" + char)
+        elif char in _SHORT_ESCAPES:
+            out.append(_SHORT_ESCAPES[char])
+        elif 0x20 <= code < 0x7F:
+            out.append(char)
+        elif code < 0x100:
+            out.append(f"\\x{code:02X}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    out.append('"')
+    return "".join(out)
+
+
+class _BlockWriter:
+    """Writes plain data as PyYAML's block style would, with one indent of 2."""
+
+    def __init__(self, multiline: bool = True) -> None:
+        self.lines: list[str] = []
+        self.strings: dict[str, str] = {}
+        self.multiline = multiline
+
+    def document(self, data: Mapping[str, Any]) -> str:
+        self.mapping(data, "")
+        self.lines.append("")
+        return "\n".join(self.lines)
+
+    def string(self, text: str) -> str:
+        written = self.strings.get(text)
+        if written is None:
+            if _PLAIN.fullmatch(text) and (_resolved_tag(text) == _STR_TAG):
+                written = text
+            elif text.isprintable():
+                written = "'" + text.replace("'", "''") + "'"
+            elif self.multiline or not ("\n" in text or "\r" in text):
+                written = _double_quoted(text)
+            else:
+                raise _NotWritable
+            self.strings[text] = written
+        return written
+
+    def scalar(self, value: object) -> str | None:
+        # The text of a scalar or empty collection; None for a non-empty collection.
+        # Exact types only: subclasses (enums, say) are left to PyYAML.
+        kind = type(value)
+        if kind is str:
+            return self.string(cast("str", value))
+        if value is None:
+            return "null"
+        if kind is bool:
+            return "true" if value else "false"
+        if kind is int:
+            return str(value)
+        if kind is float:
+            number = cast("float", value)
+            if number != number:
+                return ".nan"
+            if number in (math.inf, -math.inf):
+                return ".inf" if number > 0 else "-.inf"
+            # As PyYAML's representer: YAML 1.1 floats need a dot (1e+20 is a str).
+            text = repr(number).lower()
+            if "." not in text and "e" in text:
+                text = text.replace("e", ".0e", 1)
+            return text
+        if kind is dict or kind is list or kind is tuple:
+            return None if value else ("{}" if kind is dict else "[]")
+        if kind is datetime:
+            # As PyYAML's representer: a timestamp.
+            return cast("datetime", value).isoformat(" ")
+        raise _NotWritable
+
+    def mapping(self, data: Mapping[Any, Any], indent: str) -> None:
+        lines = self.lines
+        for key, value in data.items():
+            if type(key) is not str or len(key) >= _MAX_SIMPLE_KEY:
+                raise _NotWritable
+            head = f"{indent}{self.string(key)}:"
+            text = self.scalar(value)
+            if text is not None:
+                lines.append(f"{head} {text}")
+            elif type(value) is dict:
+                lines.append(head)
+                self.mapping(value, indent + "  ")
+            else:
+                lines.append(head)
+                # PyYAML does not indent a sequence that is a mapping's value.
+                self.sequence(value, indent)
+
+    def sequence(self, items: list[Any] | tuple[Any, ...], indent: str) -> None:
+        lines = self.lines
+        for value in items:
+            text = self.scalar(value)
+            if text is not None:
+                lines.append(f"{indent}- {text}")
+                continue
+            first = len(lines)
+            if type(value) is dict:
+                self.mapping(value, indent + "  ")
+            else:
+                self.sequence(value, indent + "  ")
+            # The first line of the nested block goes on the dash's line.
+            lines[first] = f"{indent}- {lines[first][len(indent) + 2 :]}"
 
 
 def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState[C]:
@@ -262,8 +473,12 @@ def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState
         StateFileError: invalid YAML (naming the line), or a malformed state.
         ConfigParamsError: stored params that no longer fit the config class.
     """
+    return state_from_data(_parse_yaml(text, path), path, codec, text)
+
+
+def _parse_yaml(text: str, path: Path) -> object:
     try:
-        data = yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
+        return yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -271,13 +486,28 @@ def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState
         raise StateFileError(
             path, INVALID_YAML_PROBLEM.format(problem=problem), line
         ) from None
+
+
+def state_from_data(
+    data: object, path: Path, codec: ConfigCodec[C], text: str | bytes
+) -> ExperimentState[C]:
+    """The state in the plain data of `experiment.yaml`, whose `text` (stored at
+    `path`) is only read to name the line of an error.
+
+    Raises:
+        StateFileError: a malformed state.
+        ConfigParamsError: stored params that no longer fit the config class.
+    """
     data = _expect_mapping(data, "a mapping with name, description and configs", path)
     raw_configs = data.get("configs") or {}
     raw_configs = _expect_mapping(raw_configs, "a mapping under 'configs'", path)
     configs: dict[str, ConfigInfo[C]] = {}
     for name, entry in raw_configs.items():
         config_name = str(name)
-        entry = _expect_mapping(entry, f"a mapping for config {config_name!r}", path)
+        if type(entry) is not dict:
+            entry = _expect_mapping(
+                entry, f"a mapping for config {config_name!r}", path
+            )
         configs[config_name] = _parse_entry(config_name, entry, text, path, codec)
     name, description = data.get("name"), data.get("description")
     return ExperimentState(
@@ -288,29 +518,55 @@ def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState
 
 
 def _parse_entry(
-    name: str, entry: Mapping[str, Any], text: str, path: Path, codec: ConfigCodec[C]
+    name: str,
+    entry: Mapping[str, Any],
+    text: str | bytes,
+    path: Path,
+    codec: ConfigCodec[C],
 ) -> ConfigInfo[C]:
     def fail(problem: str) -> StateFileError:
         return StateFileError(path, problem, _line_of(text, name))
 
     if "params" not in entry:
         raise fail(MISSING_FIELD_PROBLEM.format(config_name=name, field="params"))
-    if "status" not in entry:
-        raise fail(MISSING_FIELD_PROBLEM.format(config_name=name, field="status"))
-    status = entry["status"]
+    status = entry.get("status")
     if status not in STATUSES:
+        if "status" not in entry:
+            raise fail(MISSING_FIELD_PROBLEM.format(config_name=name, field="status"))
         raise fail(UNKNOWN_STATUS_PROBLEM.format(config_name=name, status=status))
-    times: dict[str, datetime | None] = {}
+    times: list[datetime | None] = []
     for field in ("start_time", "end_time", "interruption_time"):
         value = entry.get(field)
         try:
-            times[field] = _parse_time(value)
+            times.append(None if value is None else _parse_time(value))
         except ValueError:
             raise fail(
                 INVALID_TIME_PROBLEM.format(config_name=name, field=field, value=value)
             ) from None
     params = codec.load(entry["params"], config_name=name)
-    return ConfigInfo(params, cast("Status", status), **times)
+    return ConfigInfo(params, cast("Status", status), *times)
+
+
+_INDEX_FORMAT = 1
+_INDEX_DIGEST = "sha256 of experiment.yaml"
+
+
+def _is_json_data(data: object) -> bool:
+    # What JSON gives back unchanged: no datetimes, no non-str keys.
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if item is None or type(item) in (str, int, float, bool):
+            continue
+        if type(item) is list:
+            stack.extend(item)
+        elif type(item) is dict:
+            if not all(type(key) is str for key in item):
+                return False
+            stack.extend(item.values())
+        else:
+            return False
+    return True
 
 
 def _expect_mapping(data: object, expected: str, path: Path) -> dict[Any, Any]:
@@ -322,8 +578,10 @@ def _expect_mapping(data: object, expected: str, path: Path) -> dict[Any, Any]:
     return data
 
 
-def _line_of(text: str, name: str) -> int | None:
+def _line_of(text: str | bytes, name: str) -> int | None:
     # Only computed for an error message, so a scan is fine.
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
     for number, line in enumerate(text.splitlines(), start=1):
         if line.strip().startswith((f"{name}:", f"'{name}':", f'"{name}":')):
             return number
@@ -404,6 +662,7 @@ class StateStore(Generic[C]):
         self.codec = codec
         self.state_file = layout.state_file_path(output_dir)
         self.journal_file = layout.journal_file_path(output_dir)
+        self.index_file = output_dir / layout.STATE_INDEX_FILE
         self._journal_fd: int | None = None
         self._cached: tuple[_Signature, ExperimentState[C]] | None = None
 
@@ -415,7 +674,8 @@ class StateStore(Generic[C]):
         return (_stat(self.state_file), _stat(self.journal_file))
 
     def load(self) -> ExperimentState[C]:
-        """The state: `experiment.yaml` with the journal applied (nothing is written).
+        """The state: `experiment.yaml` with the journal applied (nothing is written
+        but the index, a cache).
 
         Raises:
             StateFileError: no state file, an unreadable one (naming file and line), or
@@ -426,13 +686,24 @@ class StateStore(Generic[C]):
         if self._cached is not None and self._cached[0] == signature:
             return self._cached[1].copy()
         try:
-            text = self.state_file.read_text(encoding="utf-8")
+            raw = self.state_file.read_bytes()
         except FileNotFoundError:
             raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
-        except UnicodeDecodeError as exc:
-            problem = NOT_UTF8_PROBLEM.format(problem=exc)
-            raise StateFileError(self.state_file, problem) from None
-        state = parse_state(text, self.state_file, self.codec)
+        digest = hashlib.sha256(raw).hexdigest()
+        data = self._read_index(digest)
+        text: str | bytes = raw
+        if data is None:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                problem = NOT_UTF8_PROBLEM.format(problem=exc)
+                raise StateFileError(self.state_file, problem) from None
+            data = _parse_yaml(text, self.state_file)
+        state = state_from_data(data, self.state_file, self.codec, text)
+        if text is not raw:
+            # Edited by hand (or written before indexes existed): index it now, so
+            # that only the first load after an edit pays for the YAML parser.
+            self._write_index(data, digest)
         for line, update in _journal_entries(self.journal_file):
             if update.name not in state.configs:
                 problem = JOURNAL_UNKNOWN_CONFIG_PROBLEM.format(config_name=update.name)
@@ -441,10 +712,42 @@ class StateStore(Generic[C]):
         self._cached = (signature, state)
         return state.copy()
 
+    def _read_index(self, digest: str) -> object | None:
+        # Trusted only while it names the exact bytes of experiment.yaml: any edit
+        # of the YAML, however small, makes the YAML win.
+        try:
+            index = json.loads(self.index_file.read_bytes())
+        except (OSError, ValueError):
+            return None
+        if (
+            not isinstance(index, dict)
+            or index.get("format") != _INDEX_FORMAT
+            or index.get(_INDEX_DIGEST) != digest
+        ):
+            return None
+        return index.get("state")
+
+    def _write_index(self, data: object, digest: str) -> None:
+        if not _is_json_data(data):
+            return  # YAML-only values (dates, non-str keys): read the YAML instead
+        text = json.dumps(
+            {"format": _INDEX_FORMAT, _INDEX_DIGEST: digest, "state": data},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        # Only a cache: a reader without the lock may write it, and a failure (a
+        # read-only directory) costs the next load a YAML parse, nothing more.
+        with contextlib.suppress(OSError):
+            atomic_write(self.index_file, text, durable=False)
+
     def save(self, state: ExperimentState[C]) -> None:
-        """Atomically write `state` to `experiment.yaml`, then remove the journal."""
+        """Atomically write `state` to `experiment.yaml` (and its index), then remove
+        the journal."""
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.state_file, render_state(state, self.codec))
+        data = state_data(state, self.codec)
+        text = _render_data(data)
+        atomic_write(self.state_file, text)
+        self._write_index(data, hashlib.sha256(text.encode("utf-8")).hexdigest())
         # A kill between the two steps only replays the journal over a state that
         # already has its updates: applying an update twice changes nothing.
         self.close()

@@ -175,6 +175,39 @@ def test_configs_equal_by_canonical_form_are_one_config(tmp_path: Path) -> None:
     assert list(experiment.load_state().configs) == ["a_t1.0"]
 
 
+def test_config_names_are_the_names_of_the_listed_configs_in_order(
+    tmp_path: Path,
+) -> None:
+    make_experiment(tmp_path, [Config("a"), Config("b")]).load()
+    configs = [Config("b"), Config("c", 1), Config("a")]
+    experiment = make_experiment(tmp_path, configs).load()
+    assert experiment.config_names() == ["b_t0.7", "c_t1.0", "a_t0.7"]
+    # Without load(), or with configs changed since, they are looked up in the state.
+    assert make_experiment(tmp_path, configs).config_names() == [
+        "b_t0.7",
+        "c_t1.0",
+        "a_t0.7",
+    ]
+    experiment.configs = [Config("c", 1.0)]
+    assert experiment.config_names() == ["c_t1.0"]
+    assert make_experiment(tmp_path, None).config_names() == [
+        "a_t0.7",
+        "b_t0.7",
+        "c_t1.0",
+    ]
+
+
+def test_config_names_of_a_config_not_in_the_state_is_refused(
+    tmp_path: Path,
+) -> None:
+    make_experiment(tmp_path, [Config("a")]).load()
+    with pytest.raises(UnknownConfigError) as info:
+        make_experiment(tmp_path, [Config("z")]).config_names()
+    assert str(info.value) == CONFIG_NOT_IN_STATE_MESSAGE.format(
+        config=Config("z"), state_file=tmp_path / layout.STATE_FILE
+    )
+
+
 def test_unlisted_configs_are_kept_with_a_warning(tmp_path: Path) -> None:
     make_experiment(tmp_path, [Config("a"), Config("b")]).load()
     experiment = make_experiment(tmp_path, [Config("a")])

@@ -1,16 +1,19 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 
 import pytest_delphyne
 from pytest_delphyne import layout
@@ -30,6 +33,7 @@ from pytest_delphyne.state import (
     StateFileError,
     StateStore,
     atomic_write,
+    block_yaml,
     read_journal,
     read_lock_holder,
 )
@@ -375,3 +379,153 @@ def test_the_lock_is_reentrant_within_its_process(tmp_path: Path) -> None:
     with RunLock(tmp_path), RunLock(tmp_path) as inner:
         assert inner.is_held
     assert not RunLock(tmp_path).is_held
+
+
+def test_save_writes_an_index_that_the_next_load_reads(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    index = json.loads((tmp_path / layout.STATE_INDEX_FILE).read_text())
+    yaml_data = yaml.safe_load((tmp_path / layout.STATE_FILE).read_text())
+    assert index["state"] == yaml_data
+    assert make_store(tmp_path).load() == make_state()
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        pytest.param(
+            lambda text: text.replace("model: large", "model: huge"), id="value"
+        ),
+        # Same size: only the content says the file changed.
+        pytest.param(lambda text: text.replace("large", "LARGE"), id="same-size"),
+        pytest.param(lambda text: text + "# a comment\n", id="comment"),
+    ],
+)
+def test_hand_edit_of_the_yaml_wins_over_the_index(
+    tmp_path: Path, edit: Callable[[str], str]
+) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    path = tmp_path / layout.STATE_FILE
+    stat = path.stat()
+    path.write_text(edit(path.read_text()))
+    # Even with the size and modification time it had when the index was written.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    loaded = make_store(tmp_path).load()
+    expected = yaml.safe_load(path.read_text())["configs"]["b"]["params"]["model"]
+    assert loaded.configs["b"].params.model == expected
+    # The edited YAML is indexed in turn: the next load reads the new index.
+    index = json.loads((tmp_path / layout.STATE_INDEX_FILE).read_text())
+    assert index["state"]["configs"]["b"]["params"]["model"] == expected
+
+
+def test_index_that_is_not_json_is_ignored(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    (tmp_path / layout.STATE_INDEX_FILE).write_text("{not json")
+    assert make_store(tmp_path).load() == make_state()
+
+
+def test_index_is_only_a_copy_of_what_the_yaml_says(tmp_path: Path) -> None:
+    # An index claiming other params for the same YAML bytes is not how the project
+    # writes it, but it shows the index is never trusted for a different file.
+    make_store(tmp_path).save(make_state())
+    index_path = tmp_path / layout.STATE_INDEX_FILE
+    index = json.loads(index_path.read_text())
+    index["sha256 of experiment.yaml"] = "0" * 64
+    index["state"]["configs"]["b"]["params"]["model"] = "forged"
+    index_path.write_text(json.dumps(index))
+    assert make_store(tmp_path).load().configs["b"].params.model == "large"
+
+
+def test_yaml_with_unquoted_timestamps_is_read_without_an_index(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(
+        STATE_TEXT.replace(
+            "start_time: '2024-05-01T12:00:00+00:00'",
+            "start_time: 2024-05-01 12:00:00+00:00",
+        )
+    )
+    assert make_store(tmp_path).load() == make_state()
+    # A datetime has no JSON form that reads back the same: no index for this file.
+    assert not (tmp_path / layout.STATE_INDEX_FILE).exists()
+
+
+TRICKY_STRINGS = [
+    "",
+    " padded ",
+    "yes",
+    "null",
+    "~",
+    "12",
+    "1e5",
+    "0x1F",
+    "2024-01-01",
+    "a: b",
+    "#hash",
+    "-dash",
+    "it's",
+    'say "hi"',
+    "multi\nline\n",
+    "tab\there",
+    "back\\slash",
+    "naïve café",
+    "emoji 😀",
+    "\x85\u2028\ufeff\x00",
+    "x" * 300,
+]
+
+
+@pytest.mark.parametrize("text", TRICKY_STRINGS)
+def test_rendered_yaml_reads_back_as_the_same_data(text: str) -> None:
+    data = {
+        "name": text,
+        "description": None,
+        "configs": {
+            "c": {
+                "params": {
+                    "s": text,
+                    "nested": {"list": [text, 1, 2.5, -0.0, 1e20, True, None, []]},
+                    "rows": [{"a": text, "b": [[1, 2], {}]}],
+                    "floats": [math.inf, -math.inf],
+                },
+                "status": "todo",
+            }
+        },
+    }
+    text_yaml = block_yaml(data)
+    assert text_yaml is not None
+    assert yaml.load(text_yaml, Loader=yaml.CSafeLoader) == data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"a": "plain", "b": 1, "c": 0.5, "d": None, "e": False, "f": "two words"},
+        {"nested": {"list": [1, [2, 3], {"x": "y", "z": []}], "empty": {}}},
+        {"when": T1, "quoted": "2024-05-01", "number-like": "12"},
+    ],
+)
+def test_block_yaml_is_what_pyyaml_writes(data: dict[str, object]) -> None:
+    assert block_yaml(data) == yaml.safe_dump(
+        data, sort_keys=False, allow_unicode=True, width=1000
+    )
+
+
+def test_block_yaml_leaves_other_data_to_pyyaml() -> None:
+    assert block_yaml({"long " * 40: 1}) is None
+    assert block_yaml({"a": {1: "int key"}}) is None
+    assert block_yaml({"a": "x" * 200}, max_line=90) is None
+    assert block_yaml({"a": "two\nlines"}, multiline=False) is None
+
+
+def test_inverse_mapping_finds_configs_given_in_another_form() -> None:
+    state = ExperimentState(
+        None, None, {"a": ConfigInfo(Config("small", 1)), "b": ConfigInfo(Config("x"))}
+    )
+    name_of = state.inverse_mapping()
+    # An int in a float field is the same config as its float.
+    assert name_of(Config("small", 1.0)) == "a"
+    assert name_of(Config("small", 1)) == "a"
+    assert name_of(Config("x", 0.7)) == "b"
+    assert name_of(Config("y")) is None
