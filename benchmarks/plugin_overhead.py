@@ -15,7 +15,9 @@ For each N and each of `-n 0` and `-n 2`, it times whole `python -m pytest` proc
   a run slows the file system down during that run.
 
 It prints one row per (N, -n) with both medians, the ratio plugin/pytest and the
-plugin's extra cost per config. Targets (issue 8): ratio <= 1.25 under `-n 2` and
+plugin's extra cost per config. `--dir /dev/shm` runs on a RAM file system, which
+separates the plugin's own cost from the disk's (file creation on a busy virtual
+disk varies from 0.1 to 1 ms). Targets (issue 8): ratio <= 1.25 under `-n 2` and
 <= 2.0 under `-n 0`.
 """
 
@@ -87,8 +89,8 @@ def _wall_time(command: list[str], cwd: Path, out: str = "out") -> float:
     return elapsed
 
 
-def _project(size: int) -> Path:
-    directory = Path(tempfile.mkdtemp(prefix=f"delphyne-overhead-{size}-"))
+def _project(size: int, base: str | None) -> Path:
+    directory = Path(tempfile.mkdtemp(prefix=f"delphyne-overhead-{size}-", dir=base))
     # An ini file of its own: the repository's pytest settings must not apply.
     (directory / "pytest.ini").write_text("[pytest]\n")
     (directory / "exp.py").write_text(EXPERIMENT.format(size=size))
@@ -96,9 +98,11 @@ def _project(size: int) -> Path:
     return directory
 
 
-def measure(size: int, workers: str, runs: int) -> tuple[float, float]:
+def measure(
+    size: int, workers: str, runs: int, where: str | None = None
+) -> tuple[float, float]:
     """Median wall times of pytest's trivial tests and of the plugin's configs."""
-    directory = _project(size)
+    directory = _project(size, where)
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
     base += ["-n", workers]
     pytest_times: list[float] = []
@@ -120,14 +124,16 @@ def main(argv: list[str]) -> None:
     parser.add_argument("sizes", nargs="*", type=int, default=list(DEFAULT_SIZES))
     parser.add_argument("--runs", type=int, default=None, help="runs per median")
     parser.add_argument("-n", dest="workers", action="append", choices=WORKERS)
+    parser.add_argument("--dir", help="where the projects go (default: the temp dir)")
     options = parser.parse_args(argv)
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    where = options.dir or tempfile.gettempdir()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, in {where}")
     header = ("N", "-n", "pytest s", "plugin s", "ratio", "target", "extra ms/config")
     print(" | ".join(f"{column:>15}" for column in header))
     for size in options.sizes:
         runs = options.runs or (5 if size <= 1_000 else 3)
         for workers in options.workers or WORKERS:
-            floor, plugin = measure(size, workers, runs)
+            floor, plugin = measure(size, workers, runs, options.dir)
             cells = [
                 f"{size:>15,}",
                 f"{workers:>15}",
