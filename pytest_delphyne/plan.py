@@ -151,16 +151,8 @@ def build_plan(
     """What every process must know of a loaded experiment, and its configs by name."""
     state = experiment.load_state()
     codec = experiment.codec
-    if experiment.configs is None:
-        names = list(state.configs)
-    else:
-        name_of = state.inverse_mapping()
-        names = []
-        for config in experiment.configs:
-            name = name_of(config)
-            if name is None:  # load() names every listed config; nothing else writes
-                raise RuntimeError(f"config {config!r} has no name after loading")
-            names.append(name)
+    # The names load() found or gave, in the code's order: nothing is recomputed.
+    names = experiment.config_names()
     listed = set(names)
     configs: list[PlannedConfig] = []
     by_name: dict[str, Any] = {}

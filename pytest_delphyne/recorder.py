@@ -11,6 +11,7 @@ summary when every config is done, and reports what was spent.
 
 from __future__ import annotations
 
+import csv
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.items import SelectionOptions, decide_action
 from pytest_delphyne.runtime import Budget, read_result
 from pytest_delphyne.state import ConfigUpdate, Status
@@ -258,6 +260,13 @@ class Recorder:
                 exp.experiment.save_summary()
                 exp.summary_path = exp.experiment.summary_file_path
 
+    @staticmethod
+    def _recorded_total(exp: RecordedExperiment) -> dict[str, float]:
+        # The summary just read every result file: sum it rather than read them again.
+        if exp.summary_path is not None:
+            return summary_totals(exp.summary_path)
+        return total_spent(exp.experiment)
+
     @pytest.hookimpl
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         write = terminalreporter.write_line
@@ -270,9 +279,7 @@ class Recorder:
                 f"{status['todo']} todo"
             )
             write(f"  paid this session: {describe_budget(exp.paid)}")
-            write(
-                f"  recorded in total: {describe_budget(total_spent(exp.experiment))}"
-            )
+            write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
             if exp.summary_path is not None:
                 write(f"  summary: {exp.summary_path}")
             if self.interrupted:
@@ -281,6 +288,15 @@ class Recorder:
                         path=layout.state_file_path(exp.experiment.absolute_output_dir)
                     )
                 )
+
+
+def summary_totals(path: Path) -> dict[str, float]:
+    """The budget columns of `results_summary.csv`, summed."""
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {
+        field: sum(float(row[field] or 0) for row in rows) for field in BUDGET_FIELDS
+    }
 
 
 def total_spent(experiment: Experiment[Any]) -> dict[str, float]:
