@@ -47,6 +47,7 @@ from pytest_delphyne.workers import (
     ExperimentPlan,
     XdistHooks,
     check_picklable,
+    die_with_controller,
     dump_setup_value,
     load_setup_value,
     worker_input,
@@ -119,6 +120,7 @@ class DelphyneSession:
         if workerinput is None:
             self._start_controller(specs, options)
         else:
+            die_with_controller()
             self.plans = workerinput[PLANS_KEY]
             self.setup_values = {
                 key: load_setup_value(data)
@@ -172,9 +174,9 @@ class DelphyneSession:
                     warnings.simplefilter("ignore", UnlistedConfigsWarning)
                     experiment.load()
                 plan, by_name = build_plan(experiment, spec, attr, config.rootpath)
-            except DelphyneError as error:
-                # A corrupt state, a config that no longer fits, a run in progress:
-                # the user's to fix, so a usage error rather than a crash.
+            except (DelphyneError, OSError) as error:
+                # A corrupt state, a config that no longer fits, a run in progress,
+                # a full disk: the user's to fix, so a usage error rather than a crash.
                 raise pytest.UsageError(
                     f"--delphyne-exp={spec.text}: {error}"
                 ) from error

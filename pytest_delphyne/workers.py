@@ -11,9 +11,13 @@ Everything sent is plain builtins; the only pickled value is the result of
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import os
 import pickle
 import signal
 import subprocess
+import sys
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import pytest
@@ -117,6 +121,27 @@ def check_picklable(value: object, *, what: str, experiment: str) -> None:
         raise pytest.UsageError(
             UNPICKLABLE_MESSAGE.format(what=what, experiment=experiment, error=error)
         ) from error
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def die_with_controller() -> None:
+    """Have the kernel kill this worker when the process that started it dies.
+
+    An xdist worker whose controller was killed keeps running its config: its report
+    can no longer be recorded, so every call it makes is paid for nothing, and the
+    files it writes race with the next run of the same config. Linux only; elsewhere
+    the worker stops when it next talks to its controller.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent:  # the controller died before the call above
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def describe_worker_death(node: object) -> str:
