@@ -11,24 +11,31 @@ summary when every config is done, and reports what was spent.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
+import signal
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.environment import BUDGET_FIELDS
+from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.items import SelectionOptions, decide_action
-from pytest_delphyne.runtime import Budget, read_result
+from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from pytest_delphyne.experiment import Experiment
+
+T = TypeVar("T")
 
 STATE_SAVED_MESSAGE = (
     "delphyne: the session stopped before every config ran; state saved to {path}"
@@ -37,6 +44,12 @@ MISSING_RESULT_MESSAGE = (
     "config {name} ended without a result file at {path}; it is recorded as failed"
 )
 NO_REPORT_MESSAGE = "config {name} ended without a result: {reason}\n\n{details}"
+STORAGE_ERROR_MESSAGE = (
+    "delphyne: cannot write to the output directory {output_dir} ({error}); the "
+    "session stopped. Every result recorded before is kept in {state_file} and its "
+    "journal; make room and run again to resume"
+)
+NO_SUMMARY_MESSAGE = "delphyne: no summary written: {error}"
 
 
 def parse_time(value: str | None) -> datetime | None:
@@ -55,6 +68,8 @@ class RecordedExperiment:
     paid: dict[str, float] = field(default_factory=dict)
     recorded: int = 0
     summary_path: Path | None = None
+    # Why something the recorder had to write could not be written, for the summary.
+    problems: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -67,6 +82,21 @@ def _write_shipped_file(path: Path, data: bytes) -> None:
     with temporary.open("wb") as file:
         file.write(data)
     os.replace(temporary, path)
+
+
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    # A second Ctrl-C while the state is being saved waits until it is saved: it
+    # would otherwise leave the interrupted configs without their interruption time.
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    except ValueError:  # not the main thread: signals go to the main thread anyway
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 class Recorder:
@@ -95,6 +125,7 @@ class Recorder:
                     (exp, planned["name"])
                 )
         self.interrupted = False
+        self.storage_error: str | None = None
 
     def _config_of(self, nodeid: str) -> tuple[RecordedExperiment, str] | None:
         path, _, item_name = nodeid.rpartition("::")
@@ -124,10 +155,10 @@ class Recorder:
         if payload is not None:
             # Every report of an item carries its properties; the call's is the one.
             if report.when == "call":
-                self._record_payload(payload)
+                self._storing(self._record_payload, payload)
             return
         if report.failed and report.when != "teardown":
-            self._record_failure_without_payload(report)
+            self._storing(self._record_failure_without_payload, report)
         elif report.when == "teardown":
             found = self._config_of(report.nodeid)
             if found is not None:
@@ -205,13 +236,35 @@ class Recorder:
         )
         exp.recorded += 1
 
+    def _storing(self, record: Callable[[T], None], argument: T) -> None:
+        # A full disk (or any failing write) is no bug of the session: stop it with
+        # a clear message, keeping what is on disk loadable, rather than crash.
+        if self.storage_error is not None:
+            return
+        try:
+            record(argument)
+        except OSError as error:
+            exp = next(iter(self.experiments.values()))
+            for candidate in self.experiments.values():
+                if str(candidate.experiment.absolute_output_dir) in str(error.filename):
+                    exp = candidate
+            output_dir = exp.experiment.absolute_output_dir
+            self.storage_error = STORAGE_ERROR_MESSAGE.format(
+                output_dir=output_dir,
+                error=error,
+                state_file=layout.state_file_path(output_dir),
+            )
+            self._stop(self.storage_error)
+
     def _check_spend_cap(self) -> None:
         cap: float | None = self.config.getoption("delphyne_max_price")
         if cap is None:
             return
         if self.session_spent().get("price", 0.0) < cap:
             return
-        reason = f"delphyne: session spend cap of {cap} reached"
+        self._stop(f"delphyne: session spend cap of {cap} reached")
+
+    def _stop(self, reason: str) -> None:
         dsession = self.config.pluginmanager.get_plugin("dsession")
         if dsession is not None:
             # xdist's controller loop reads its own `shouldstop`, not the session's.
@@ -241,8 +294,15 @@ class Recorder:
             # -x, --maxfail or the spend cap, without xdist (with xdist they arrive
             # as an interruption).
             self.interrupted = True
+        if self.storage_error is not None:
+            self.interrupted = True
+        with _sigint_deferred():
+            for exp in self.experiments.values():
+                self._save(exp)
+
+    def _save(self, exp: RecordedExperiment) -> None:
         now = datetime.now(UTC)
-        for exp in self.experiments.values():
+        try:
             for name, start in exp.running.items():
                 exp.experiment.store.record(
                     ConfigUpdate(
@@ -259,6 +319,20 @@ class Recorder:
             if exp.experiment.is_done():
                 exp.experiment.save_summary()
                 exp.summary_path = exp.experiment.summary_file_path
+        except OSError as error:
+            # The journal stays beside the YAML: the next load applies it.
+            exp.problems.append(
+                STORAGE_ERROR_MESSAGE.format(
+                    output_dir=exp.experiment.absolute_output_dir,
+                    error=error,
+                    state_file=layout.state_file_path(
+                        exp.experiment.absolute_output_dir
+                    ),
+                )
+            )
+        except DelphyneError as error:
+            # A done config whose result file is gone, say: no summary without it.
+            exp.problems.append(NO_SUMMARY_MESSAGE.format(error=error))
 
     @staticmethod
     def _recorded_total(exp: RecordedExperiment) -> dict[str, float]:
@@ -282,6 +356,10 @@ class Recorder:
             write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
             if exp.summary_path is not None:
                 write(f"  summary: {exp.summary_path}")
+            for problem in exp.problems:
+                write(problem, red=True)
+            if self.storage_error is not None and not exp.problems:
+                write(self.storage_error, red=True)
             if self.interrupted:
                 write(
                     STATE_SAVED_MESSAGE.format(
@@ -308,8 +386,8 @@ def total_spent(experiment: Experiment[Any]) -> dict[str, float]:
             continue
         try:
             recorded = read_result(experiment.config_dir(name))
-        except FileNotFoundError:
-            continue
+        except ResultFileError:
+            continue  # gone or corrupt: the summary's error says which
         total = total + recorded.spent
     return total.as_dict()
 

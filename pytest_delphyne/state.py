@@ -770,9 +770,17 @@ class StateStore(Generic[C]):
             self._journal_fd = self._open_journal()
         before = self._signature()
         data = (update.to_json() + "\n").encode("utf-8")
-        while data:
-            written = os.write(self._journal_fd, data)
-            data = data[written:]
+        size = os.fstat(self._journal_fd).st_size
+        try:
+            while data:
+                written = os.write(self._journal_fd, data)
+                data = data[written:]
+        except OSError:
+            # A full disk may take part of the line before refusing the rest: cut
+            # it, or the next entry would be glued to it and the journal unreadable.
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._journal_fd, size)
+            raise
         cached = self._cached
         if (
             cached is not None
