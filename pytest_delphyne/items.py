@@ -54,6 +54,10 @@ REPLAY_MISMATCH_MESSAGE = (
     "replaying config {name} from its cache gave a different outcome than the "
     "recorded one:\n{differences}"
 )
+CACHE_GONE_MESSAGE = (
+    "config {name} cannot be replayed: its cache {path} is gone (was its directory "
+    "deleted?); replaying it would make its calls again"
+)
 REMOTE_REPLAY_MESSAGE = (
     "config {name} cannot be replayed on a worker that does not see the output "
     "directory {output_dir}; replay without --tx or with -n 0"
@@ -377,7 +381,19 @@ class ConfigItem(pytest.Item):
                 pytrace=False,
             )
         directory = layout.config_dir(binding.output_dir, self.config_name)
-        has_cache = (directory / layout.CACHE_FILE).exists()
+        cache_path = directory / layout.CACHE_FILE
+        has_cache = cache_path.exists()
+        if (
+            self._caches_requests()
+            and not has_cache
+            and not (directory / layout.EXCEPTION_FILE).exists()
+        ):
+            # Only a config that raised before its first call (in `instantiate`)
+            # ran without a cache; any other must not pay for its calls again.
+            pytest.fail(
+                CACHE_GONE_MESSAGE.format(name=self.config_name, path=cache_path),
+                pytrace=False,
+            )
         if not self._caches_requests() or not has_cache:
             # Nothing recorded to replay from: run live, and write nothing.
             record = execute(
