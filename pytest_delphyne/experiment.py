@@ -298,7 +298,8 @@ class Experiment(Generic[C]):
             self._write(state)
         elif store.journal_file.exists():
             # Folding while another process records would drop what it records next.
-            with contextlib.suppress(ExperimentLockedError):
+            # Only a tidying: on a full disk the journal stays, applied on each load.
+            with contextlib.suppress(ExperimentLockedError, OSError):
                 self._write(state)
         self._loaded_names = (self.configs, len(self.configs or ()), names)
         return self

@@ -47,7 +47,8 @@ NO_REPORT_MESSAGE = "config {name} ended without a result: {reason}\n\n{details}
 STORAGE_ERROR_MESSAGE = (
     "delphyne: cannot write to the output directory {output_dir} ({error}); the "
     "session stopped. Every result recorded before is kept in {state_file} and its "
-    "journal; make room and run again to resume"
+    "journal; make room, then run again with --lf to resume and retry the configs "
+    "that failed for want of room"
 )
 NO_SUMMARY_MESSAGE = "delphyne: no summary written: {error}"
 

@@ -177,8 +177,9 @@ class DelphyneSession:
             except (DelphyneError, OSError) as error:
                 # A corrupt state, a config that no longer fits, a run in progress,
                 # a full disk: the user's to fix, so a usage error rather than a crash.
+                where = "" if isinstance(error, DelphyneError) else f"{output_dir}: "
                 raise pytest.UsageError(
-                    f"--delphyne-exp={spec.text}: {error}"
+                    f"--delphyne-exp={spec.text}: {where}{error}"
                 ) from error
             self.plans.append(plan)
             self._bind(
