@@ -11,7 +11,6 @@ Point it at an endpoint first (nothing is sent anywhere otherwise):
     export OPENAI_API_KEY=...                           # never written to any file
     export OPENAI_MODEL=gpt-4o-mini                     # optional
     pytest --delphyne-exp example_project/llm_experiment.py
-    python example_project/llm_experiment.py status      # its own command line
 
 A model missing from the built-in price table is priced with OPENAI_PRICE_INPUT and
 OPENAI_PRICE_OUTPUT (dollars per million tokens; default 0).
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from dataclasses import dataclass
 from typing import Literal
 
@@ -43,9 +41,6 @@ NO_ENDPOINT_MESSAGE = (
 )
 
 if not os.environ.get("OPENAI_BASE_URL"):
-    if __name__ == "__main__":  # `python llm_experiment.py ...`: one line, no traceback
-        sys.exit(f"{sys.argv[0]}: {NO_ENDPOINT_MESSAGE}")
-    # Under pytest: a usage error naming this file, before any config runs.
     raise DelphyneError(NO_ENDPOINT_MESSAGE)
 
 MODEL = os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
