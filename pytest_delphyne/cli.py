@@ -47,7 +47,7 @@ NOT_AT_MODULE_LEVEL_MESSAGE = (
     "example `experiment = Experiment(...)`) so that pytest can collect it"
 )
 STATUS_MESSAGE = (
-    "Experiment {name} ({output_dir}):\n"
+    "Experiment {name}({output_dir}):\n"
     "  - {todo} configurations to do\n"
     "  - {done} configurations done\n"
     "  - {failed} configurations failed\n"
@@ -194,9 +194,9 @@ class InteractiveSnapshots:
             for name, start in running
         ] or ["no config is running"]
         self._print(["", *(f"delphyne: {line}" for line in lines)])
-        verbose = bool(self.config.getoption("delphyne_verbose_snapshots", None))
-        if verbose is False and self.experiment.verbose_snapshots:
-            verbose = True
+        # The command line wins over the experiment's own setting.
+        chosen = self.config.getoption("delphyne_verbose_snapshots", None)
+        verbose = bool(self.experiment.verbose_snapshots if chosen is None else chosen)
         directory = (
             self.experiment.absolute_output_dir
             / layout.SNAPSHOTS_DIR
@@ -384,11 +384,11 @@ class ExperimentCLI:
         counts = experiment.get_status()
         print(
             STATUS_MESSAGE.format(
-                name=repr(experiment.name) if experiment.name else "",
+                name=f"{experiment.name!r} " if experiment.name else "",
                 output_dir=experiment.absolute_output_dir,
                 spent=describe_budget(total_spent(experiment)),
                 **counts,
-            ).replace("Experiment  (", "Experiment (")
+            )
         )
         return 0
 

@@ -67,7 +67,6 @@ class RecordedExperiment:
     plan: ExperimentPlan
     running: dict[str, datetime] = field(default_factory=dict)
     paid: dict[str, float] = field(default_factory=dict)
-    recorded: int = 0
     summary_path: Path | None = None
     # Why something the recorder had to write could not be written, for the summary.
     problems: list[str] = field(default_factory=list)
@@ -111,7 +110,6 @@ class Recorder:
         options: SelectionOptions,
     ):
         self.config = config
-        self.options = options
         self.experiments = {exp.key: exp for exp in experiments}
         # "attr[name]" -> candidates, to map node ids of reports without a payload
         # (a crashed worker, a failing setup) back to their config.
@@ -204,7 +202,6 @@ class Recorder:
             )
         )
         exp.running.pop(name, None)
-        exp.recorded += 1
         for key, value in payload["paid"].items():
             exp.paid[key] = exp.paid.get(key, 0) + value
         self._check_spend_cap()
@@ -235,7 +232,6 @@ class Recorder:
                 interruption_time=None,
             )
         )
-        exp.recorded += 1
 
     def _storing(self, record: Callable[[T], None], argument: T) -> None:
         # A full disk (or any failing write) is no bug of the session: stop it with

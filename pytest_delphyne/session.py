@@ -161,7 +161,6 @@ class DelphyneSession:
             else:
                 module = import_experiment(self.config, spec)
                 attr, experiment = find_experiment(module, spec)
-            key = f"{spec.path}::{attr}"
             output_dir = experiment.absolute_output_dir
             try:
                 if runs_configs and output_dir not in locked:
@@ -181,6 +180,7 @@ class DelphyneSession:
                 raise pytest.UsageError(
                     f"--delphyne-exp={spec.text}: {where}{error}"
                 ) from error
+            key = plan["key"]
             self.plans.append(plan)
             self._bind(
                 spec.path,

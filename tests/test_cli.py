@@ -61,6 +61,7 @@ experiment = Experiment(
     configs=[Config(x) for x in XS],
     config_naming=lambda config, uuid: f"x{config.x}",
     name="doubling",
+    verbose_snapshots=bool(os.environ.get("VERBOSE_SNAPSHOTS")),
 )
 
 if __name__ == "__main__":
@@ -183,7 +184,7 @@ def test_status_prints_counts_and_spending(ran: Path) -> None:
     assert (
         result.stdout
         == STATUS_MESSAGE.format(
-            name="'doubling'",
+            name="'doubling' ",
             output_dir=ran / "out",
             todo=0,
             done=2,
@@ -276,14 +277,24 @@ def test_force_summary_writes_the_done_configs_with_their_timing(
     assert float(rows[0]["duration"]) > 0
 
 
+@pytest.mark.parametrize(
+    ("flags", "experiment_setting", "shows_log"),
+    [
+        (["--verbose-snapshots"], "", True),
+        ([], "1", True),
+        # The command line wins over the experiment's setting.
+        (["--no-verbose-snapshots"], "1", False),
+    ],
+    ids=["flag", "experiment", "flag-overrides-experiment"],
+)
 def test_interactive_enter_prints_elapsed_times_and_writes_a_snapshot(
-    tmp_path: Path,
+    tmp_path: Path, flags: list[str], experiment_setting: str, shows_log: bool
 ) -> None:
     write_experiment(tmp_path, [1, 4])
     process = subprocess.Popen(
-        [sys.executable, "exp.py", "run", "--interactive", "--verbose-snapshots"],
+        [sys.executable, "exp.py", "run", "--interactive", *flags],
         cwd=tmp_path,
-        env={**os.environ, "BLOCK": "1"},
+        env={**os.environ, "BLOCK": "1", "VERBOSE_SNAPSHOTS": experiment_setting},
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -310,8 +321,8 @@ def test_interactive_enter_prints_elapsed_times_and_writes_a_snapshot(
     assert "| [x4](x4.md) |" in index
     details = (snapshot / "x4.md").read_text()
     assert details.startswith("# x4\n\n- status: running since ")
-    assert "## Recent log" in details
-    assert "doubled" in details
+    assert ("## Recent log" in details) == shows_log
+    assert ("doubled" in details) == shows_log
     assert "delphyne: x4: running for " in output
     assert SNAPSHOT_MESSAGE.format(path=snapshot) in output
 
