@@ -7,6 +7,7 @@ An experiment file ending with `experiment.run_cli()` becomes a program:
     python exp.py replay --config NAME
     python exp.py clean-index
     python exp.py force-summary --add-timing
+    python exp.py report --output report.html --group-by model
 
 `run` and `Experiment.resume()` run configs the one way there is: through the pytest
 plugin, in a `pytest.main` call. The other commands read the state and the config
@@ -272,7 +273,8 @@ class ExperimentCLI:
     """A command-line application that controls an experiment from the shell.
 
     Commands: `run` (the default), `status`, `replay`, `clean-index`,
-    `force-summary`; the reference's underscore spellings of flags are accepted.
+    `force-summary`, `report`; the reference's underscore spellings of flags are
+    accepted.
     """
 
     def __init__(self, experiment: Experiment[Any]):
@@ -342,6 +344,25 @@ class ExperimentCLI:
             action="store_true",
             help="Add each configuration's duration",
         )
+        report = commands.add_parser(
+            "report",
+            help="Write the experiment's HTML report (it works while it runs too).",
+        )
+        report.add_argument(
+            "--output",
+            "-o",
+            metavar="PATH",
+            default=None,
+            help="Where to write it (default: report.html in the output directory)",
+        )
+        report.add_argument(
+            "--group-by",
+            "--group_by",
+            metavar="NAMES",
+            default=None,
+            help="Hyperparameters, comma-separated, whose values each get their own "
+            "scaling curve",
+        )
         return parser
 
     def main(self, argv: Sequence[str] | None = None) -> int:
@@ -358,6 +379,8 @@ class ExperimentCLI:
                 return self.replay(arguments.config)
             if command in ("clean-index", "clean_index"):
                 return self.clean_index()
+            if command == "report":
+                return self.report(arguments.output, arguments.group_by)
             return self.force_summary(add_timing=arguments.add_timing)
         except DelphyneError as error:
             print(f"{prog or 'experiment'}: error: {error}", file=sys.stderr)
@@ -420,4 +443,10 @@ class ExperimentCLI:
         experiment = self.experiment.load()
         experiment.save_summary(ignore_missing=True, add_timing=add_timing)
         print(f"Summary written to {experiment.summary_file_path}")
+        return 0
+
+    def report(self, output: str | None, group_by: str | None) -> int:
+        """Write the HTML report of what the state records so far."""
+        path = self.experiment.report(output, group_by=group_by)
+        print(f"Report written to {path}")
         return 0

@@ -466,6 +466,39 @@ class Experiment(Generic[C]):
         """The summary written by `save_summary`, as a DataFrame."""
         return summary.load_summary(self.absolute_output_dir)
 
+    def report(
+        self,
+        path: Path | str | None = None,
+        group_by: str | Sequence[str] | None = None,
+    ) -> Path:
+        """Write the experiment's report: one self-contained HTML page with status and
+        spend, success rate by hyperparameter, scaling curves, durations, failures and
+        links to each config's files. It works on a partial experiment too.
+
+        Arguments:
+            path: where to write it (default: `report.html` in the output directory).
+            group_by: the hyperparameters whose values each get their own scaling
+                curve, as names or as `"model,temperature"`.
+
+        Returns:
+            The path of the report.
+
+        Raises:
+            ReportDependencyError: matplotlib (the `report` extra) is not installed.
+            UnknownGroupError: `group_by` names something that is not a
+                hyperparameter.
+        """
+        from pytest_delphyne.report import require_plotting, write_report
+
+        require_plotting()  # before reading 100,000 result files
+        return write_report(
+            self.absolute_output_dir,
+            self.load_state(),
+            self.codec,
+            Path(path) if path is not None else None,
+            group_by=group_by,
+        )
+
     def resume(
         self, max_workers: int = 1, log_progress: bool = True, interactive: bool = False
     ) -> int:

@@ -103,6 +103,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=LOG_LEVELS,
         help="Lowest level of the log messages kept, whatever the experiment says",
     )
+    group.addoption(
+        "--delphyne-report",
+        action="store",
+        dest="delphyne_report",
+        default=None,
+        metavar="PATH",
+        help="At session end, write the experiment's HTML report to PATH (needs "
+        "the 'report' extra)",
+    )
+    group.addoption(
+        "--delphyne-report-group-by",
+        action="store",
+        dest="delphyne_report_group_by",
+        default=None,
+        metavar="NAMES",
+        help="Hyperparameters, comma-separated, whose values each get their own "
+        "scaling curve in the report",
+    )
     parser.addini(
         "delphyne_exp",
         type="linelist",

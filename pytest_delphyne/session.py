@@ -40,7 +40,9 @@ from pytest_delphyne.plan import (
     provided_experiment,
 )
 from pytest_delphyne.recorder import RecordedExperiment, Recorder
+from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
 from pytest_delphyne.state import RunLock
+from pytest_delphyne.summary import flatten_params
 from pytest_delphyne.workers import (
     PLANS_KEY,
     SETUP_VALUES_KEY,
@@ -151,6 +153,15 @@ class DelphyneSession:
         distributed = config.getoption("dist", "no") != "no" and bool(
             config.getoption("tx", None)
         )
+        report_group_by: list[str] = []
+        if config.getoption("delphyne_report") and runs_configs:
+            try:
+                require_plotting()
+            except DelphyneError as error:
+                raise pytest.UsageError(f"--delphyne-report: {error}") from None
+            report_group_by = parse_group_by(
+                config.getoption("delphyne_report_group_by")
+            )
         recorded: list[RecordedExperiment] = []
         setup_bytes: dict[str, bytes] = {}
         locked: set[Path] = set()
@@ -180,6 +191,15 @@ class DelphyneSession:
                 raise pytest.UsageError(
                     f"--delphyne-exp={spec.text}: {where}{error}"
                 ) from error
+            if report_group_by and plan["configs"]:
+                # A typo in a group's name must not wait for the end of the run.
+                params = flatten_params(plan["configs"][0]["params"])
+                try:
+                    check_group_by(report_group_by, list(params))
+                except DelphyneError as error:
+                    raise pytest.UsageError(
+                        f"--delphyne-report-group-by: {error}"
+                    ) from None
             key = plan["key"]
             self.plans.append(plan)
             self._bind(
@@ -218,6 +238,16 @@ class DelphyneSession:
         if runs_configs:
             config.pluginmanager.register(
                 Recorder(config, recorded, options), "delphyne-recorder"
+            )
+        report_path = config.getoption("delphyne_report")
+        if report_path and runs_configs:
+            config.pluginmanager.register(
+                SessionReports(
+                    config.invocation_params.dir / report_path,
+                    config.getoption("delphyne_report_group_by"),
+                    recorded,
+                ),
+                "delphyne-report",
             )
 
     def _run_common(self, common: Any) -> object:
@@ -392,3 +422,35 @@ class DelphyneSession:
             letters[report.outcome],
             (word, {colors[report.outcome]: True}),
         )
+
+
+class SessionReports:
+    """Writes each experiment's report once the recorder has saved the state
+    (`--delphyne-report=PATH`); with several experiments, each gets `PATH` with its
+    attribute's name before the suffix."""
+
+    def __init__(
+        self, path: Path, group_by: str | None, experiments: list[RecordedExperiment]
+    ):
+        self.group_by = group_by
+        several = len(experiments) > 1
+        self.targets = [
+            (exp, path.with_stem(f"{path.stem}-{exp.attr}") if several else path)
+            for exp in experiments
+        ]
+        self.lines: list[str] = []
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self) -> None:
+        for exp, path in self.targets:
+            try:
+                written = exp.experiment.report(path, group_by=self.group_by)
+            except (DelphyneError, OSError) as error:
+                self.lines.append(f"{exp.attr}: no report written: {error}")
+            else:
+                self.lines.append(f"{exp.attr}: report written to {written}")
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        for line in self.lines:
+            terminalreporter.write_line(f"delphyne: {line}")
