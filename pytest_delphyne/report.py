@@ -223,16 +223,17 @@ def scaling_points(
     """For each group of `by` (one group without it), the sorted `column` values of
     its successful configs: the number of successes within a threshold `t` is the
     number of values `<= t`."""
-    solved = frame[(frame["status"] == "done") & frame["success"].fillna(False)]
+    solved = (frame["status"] == "done") & frame["success"].fillna(False)
     if not by:
-        return {"all configs": sorted(solved[column].fillna(0).tolist())}
+        return {"all configs": sorted(frame.loc[solved, column].fillna(0).tolist())}
     groups: dict[str, list[float]] = {}
-    for key, part in solved.groupby(by, dropna=False, sort=True):
+    # Every group, also those without a success yet: their curve stays at zero.
+    for key, part in frame.assign(solved=solved).groupby(by, dropna=False, sort=True):
         values = key if isinstance(key, tuple) else (key,)
         label = ", ".join(
             f"{name}={value}" for name, value in zip(by, values, strict=True)
         )
-        groups[label] = sorted(part[column].fillna(0).tolist())
+        groups[label] = sorted(part.loc[part["solved"], column].fillna(0).tolist())
     return groups
 
 
@@ -532,7 +533,7 @@ class ReportWriter:
                     numeric=[False, *[True] * len(grid.columns)],
                 )
             )
-            figure, axes = new_figure(5.0, 3.4)
+            figure, axes = new_figure(4.4, 2.8)
             image = axes.imshow(
                 grid.to_numpy(), vmin=0, vmax=1, cmap="viridis", aspect="auto"
             )
@@ -589,17 +590,16 @@ class ReportWriter:
 
     def scaling_plot(self, column: str, label: str, by: list[str]) -> Markup:
         groups = scaling_points(self.frame, column, by)
-        figure, axes = new_figure(6.0, 3.8)
+        figure, axes = new_figure(5.4, 3.5)
         spent = self.frame[column].dropna()
         positive = spent[spent > 0]
         floor = float(positive.min()) / 2 if len(positive) else 1.0
         ceiling = float(positive.max()) if len(positive) else 1.0
         ordered = sorted(groups.items(), key=lambda item: -len(item[1]))
         for group, values in ordered[:CURVES_SHOWN]:
-            if not values:
-                continue
             xs = [max(value, floor) for value in values]
-            counts = list(range(1, len(xs) + 1))
+            counts = list(range(1, len(xs) + 1)) or [0]
+            xs = xs or [floor]
             # A step from the floor, so that every curve starts at zero successes.
             # From the floor (no success yet) to the largest spending of any config,
             # where the curve reaches the group's number of successes.
@@ -782,8 +782,8 @@ class ReportWriter:
         body = "\n".join(
             [
                 self.overview(),
-                self.by_parameter(),
                 self.scaling(),
+                self.by_parameter(),
                 self.durations(),
                 self.failures(),
                 self.configs(),

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas
 import pytest
 import yaml
+from report_page import ReportPage, chromium_path, open_in_chromium
 
 from pytest_delphyne import Experiment, Run, layout
 from pytest_delphyne.report import (
@@ -23,7 +24,6 @@ from pytest_delphyne.report import (
     UnknownGroupError,
 )
 from pytest_delphyne.state import ConfigUpdate
-from tests.report_page import ReportPage, chromium_path, open_in_chromium
 
 EXAMPLE = Path(__file__).parent.parent / "example_project"
 PARAMS = ["problem", "proposer", "temperature", "seed"]
@@ -156,8 +156,8 @@ def test_complete_report_tables_equal_pandas_on_the_summary(complete: Path) -> N
     )
     for row in pair:
         for proposer in pivot.columns:
-            expected = pivot.loc[row["problem \\ proposer"], proposer]
-            assert row[proposer] == f"{expected:.1%}"
+            expected = pivot.at[row["problem \\ proposer"], proposer]
+            assert row[str(proposer)] == f"{expected:.1%}"  # type: ignore[str-bytes-safe]
 
     configs = page.table("config-table")
     assert sorted(row["config"] for row in configs) == sorted(summary["config_name"])
@@ -210,7 +210,7 @@ def test_partial_report_shows_todo_and_failed_configs(partial: Path) -> None:
         "duration (s)": "0.000",
     }
     for value, group in summary.groupby("problem"):
-        row = problems[value]
+        row = problems[str(value)]
         assert row["done"] == str(len(group))
         assert row["successes"] == str(int(group["success"].sum()))
         assert row["success rate"] == rate(group["success"].sum(), len(group))
