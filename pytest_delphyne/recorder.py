@@ -28,6 +28,7 @@ from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.items import SelectionOptions, decide_action
 from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.state import ConfigUpdate, Status
+from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
 
 if TYPE_CHECKING:
@@ -68,6 +69,8 @@ class RecordedExperiment:
     running: dict[str, datetime] = field(default_factory=dict)
     paid: dict[str, float] = field(default_factory=dict)
     summary_path: Path | None = None
+    # The results reported this session, so the summary need not read their files.
+    results: dict[str, KnownResult] = field(default_factory=dict)
     # Why something the recorder had to write could not be written, for the summary.
     problems: list[str] = field(default_factory=list)
 
@@ -201,6 +204,8 @@ class Recorder:
                 interruption_time=None,
             )
         )
+        if status == "done" and payload["success"] is not None:
+            exp.results[name] = KnownResult(payload["success"], payload["spent"])
         exp.running.pop(name, None)
         for key, value in payload["paid"].items():
             exp.paid[key] = exp.paid.get(key, 0) + value
@@ -313,9 +318,14 @@ class Recorder:
                 self.interrupted = True
             exp.running.clear()
             exp.experiment.store.fold()
-            if exp.experiment.is_done():
-                exp.experiment.save_summary()
-                exp.summary_path = exp.experiment.summary_file_path
+            experiment = exp.experiment
+            if experiment.is_done():
+                exp.summary_path = save_summary(
+                    experiment.absolute_output_dir,
+                    experiment.load_state(),
+                    experiment.codec,
+                    known=exp.results,
+                )
         except OSError as error:
             # The journal stays beside the YAML: the next load applies it.
             exp.problems.append(

@@ -23,6 +23,7 @@ call returns, the kernel has it, so SIGKILL of the recorder cannot lose it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import math
@@ -376,6 +377,18 @@ def _double_quoted(text: str) -> str:
     return "".join(out)
 
 
+# Keys and common values (field names, model names) recur in every file written:
+# their quoting is decided once per process.
+@functools.lru_cache(maxsize=4096)
+def _written_string(text: str) -> str | None:
+    """`text` as a plain or single-quoted scalar; None when it needs double quotes."""
+    if _PLAIN.fullmatch(text) and (_resolved_tag(text) == _STR_TAG):
+        return text
+    if text.isprintable():
+        return "'" + text.replace("'", "''") + "'"
+    return None
+
+
 class _BlockWriter:
     """Writes plain data as PyYAML's block style would, with one indent of 2."""
 
@@ -392,14 +405,11 @@ class _BlockWriter:
     def string(self, text: str) -> str:
         written = self.strings.get(text)
         if written is None:
-            if _PLAIN.fullmatch(text) and (_resolved_tag(text) == _STR_TAG):
-                written = text
-            elif text.isprintable():
-                written = "'" + text.replace("'", "''") + "'"
-            elif self.multiline or not ("\n" in text or "\r" in text):
+            written = _written_string(text)
+            if written is None:
+                if not self.multiline and ("\n" in text or "\r" in text):
+                    raise _NotWritable
                 written = _double_quoted(text)
-            else:
-                raise _NotWritable
             self.strings[text] = written
         return written
 

@@ -4,14 +4,19 @@ Columns: the config's params (nested fields flattened as `outer.inner`), then
 `success`, `num_completions`, `num_requests`, `input_tokens`, `cached_input_tokens`,
 `output_tokens`, `price`, `duration` (with `add_timing`), and `config_name`.
 
-pandas is imported inside the functions that need it, never at module import: it
-costs about half a second per process, which workers must not pay.
+The file is written with the standard library's csv module, as pandas' `to_csv` would
+write it (a test holds the two to the same bytes): importing pandas costs about half a
+second, which the end of every run need not pay. pandas is imported only to read the
+summary back (`load_summary`).
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -78,6 +83,15 @@ class MissingSummaryError(DelphyneError):
         super().__init__(NO_SUMMARY_MESSAGE.format(path=path))
 
 
+@dataclass(frozen=True)
+class KnownResult:
+    """What a config's `result.yaml` records, known without reading it (the
+    controller received it with the config's report)."""
+
+    success: bool
+    spent_budget: Mapping[str, float]
+
+
 def read_result_file(path: Path) -> dict[str, Any]:
     """The content of a `result.yaml` (safe YAML).
 
@@ -119,8 +133,12 @@ def summary_rows(
     *,
     ignore_missing: bool = False,
     add_timing: bool = False,
+    known: Mapping[str, KnownResult] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per config of `state` that is done and has its result file.
+
+    `known` results are taken as they are instead of reading their files again
+    (except for a duration, which they do not carry).
 
     Raises:
         MissingResultsError: some configs have no result (not done, or no file), and
@@ -128,20 +146,25 @@ def summary_rows(
     """
     rows: list[dict[str, Any]] = []
     missing: list[str] = []
+    known = {} if known is None or add_timing else known
     for name, info in state.configs.items():
-        path = layout.result_file_path(output_dir, name)
         if info.status != "done":
             missing.append(name)
             continue
-        try:
-            data = read_result_file(path)
-        except FileNotFoundError:
-            missing.append(name)
-            continue
-        result = data["outcome"]["result"]
-        spent = result.get("spent_budget") or {}
+        recorded = known.get(name)
+        if recorded is not None:
+            success, spent = recorded.success, recorded.spent_budget
+        else:
+            path = layout.result_file_path(output_dir, name)
+            try:
+                data = read_result_file(path)
+            except FileNotFoundError:
+                missing.append(name)
+                continue
+            result = data["outcome"]["result"]
+            success, spent = result.get("success"), result.get("spent_budget") or {}
         row = flatten_params(codec.dump(info.params))
-        row["success"] = bool(result.get("success"))
+        row["success"] = bool(success)
         for column in BUDGET_COLUMNS:
             row[column] = spent.get(column)
         if add_timing:
@@ -163,6 +186,42 @@ def summary_columns(rows: list[dict[str, Any]], *, add_timing: bool) -> list[str
     return [*params, *fixed]
 
 
+def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """The CSV pandas' `DataFrame(rows, columns=columns).to_csv(index=False)` writes."""
+    # pandas stores a column of numbers as floats when it has a float or a missing
+    # value (`1.0`, not `1`); any other column keeps each value as it is.
+    float_columns = set()
+    for column in columns:
+        values = [row.get(column) for row in rows]
+        present = [value for value in values if value is not None]
+        if all(_is_number(value) for value in present) and (
+            len(present) < len(values)
+            or any(isinstance(value, float) for value in present)
+        ):
+            float_columns.add(column)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    for row in rows:
+        cells: list[object] = []
+        for column in columns:
+            value = row.get(column)
+            if value is None:
+                cells.append("")
+            elif column in float_columns and _is_number(value):
+                cells.append(repr(float(value)))
+            elif isinstance(value, float):
+                cells.append(repr(value))
+            else:
+                cells.append(value)
+        writer.writerow(cells)
+    return buffer.getvalue()
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def save_summary(
     output_dir: Path,
     state: ExperimentState[C],
@@ -170,21 +229,24 @@ def save_summary(
     *,
     ignore_missing: bool = False,
     add_timing: bool = False,
+    known: Mapping[str, KnownResult] | None = None,
 ) -> Path:
     """Write `results_summary.csv` (atomically) and return its path.
 
     Raises:
         MissingResultsError: see `summary_rows`.
     """
-    import pandas
-
     rows = summary_rows(
-        output_dir, state, codec, ignore_missing=ignore_missing, add_timing=add_timing
+        output_dir,
+        state,
+        codec,
+        ignore_missing=ignore_missing,
+        add_timing=add_timing,
+        known=known,
     )
     columns = summary_columns(rows, add_timing=add_timing)
-    frame = pandas.DataFrame(rows, columns=columns)
     path = layout.summary_file_path(output_dir)
-    atomic_write(path, frame.to_csv(index=False))
+    atomic_write(path, csv_text(rows, columns))
     return path
 
 

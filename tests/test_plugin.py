@@ -373,6 +373,32 @@ def test_summary_is_written_when_every_config_is_done(
     assert by_name["x2"]["num_requests"] == "1"
 
 
+def test_summary_reads_only_the_results_of_earlier_sessions(
+    first_run: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The results reported in this session reach the summary from their reports;
+    only x1 and x2, done in the first session, are read from their files."""
+    from pytest_delphyne import summary
+
+    read: list[str] = []
+    read_result_file = summary.read_result_file
+
+    def counting(path: Path) -> dict[str, Any]:
+        read.append(path.parent.name)
+        return read_result_file(path)
+
+    monkeypatch.setattr(summary, "read_result_file", counting)
+    monkeypatch.setenv("EXPERIMENT_FIXED", "1")
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--lf")
+    result.assert_outcomes(passed=1)
+    assert sorted(read) == ["x1", "x2"]
+    with (first_run.path / "out" / layout.SUMMARY_FILE).open() as file:
+        rows = {row["config_name"]: row for row in csv.DictReader(file)}
+    assert rows["x3"]["success"] == "True"
+    assert rows["x3"]["price"] == "0.5"
+    assert rows["x1"]["success"] == "False"
+
+
 def test_terminal_summary_shows_counts_and_spending(first_run: pytest.Pytester) -> None:
     write_experiment(first_run, [1, 2, 4], [3])
     result = first_run.runpytest("--delphyne-exp=exp.py")

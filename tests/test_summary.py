@@ -177,3 +177,62 @@ def test_importing_the_summary_module_does_not_import_pandas() -> None:
         env={**os.environ, "PYTHONPATH": str(root)},
     ).stdout
     assert output == "False\n"
+
+
+def test_summary_csv_is_what_pandas_writes() -> None:
+    """The summary is written without pandas; a reader must not see the difference."""
+    import random
+
+    import pandas
+
+    from pytest_delphyne.summary import csv_text
+
+    choices: dict[str, list[Any]] = {
+        "model": ["gpt-4o", "a,b", 'say "hi"', "two\nlines", "", None],
+        "temperature": [0.1, 0.7, 1.0, 1e-05, 1e16, 0.1 + 0.2],
+        "seed": [0, 7, -3, 10**12],
+        "optional_int": [1, 2, None],
+        "int_or_float": [1, 2.5],
+        "flag": [True, False],
+        "optional_flag": [True, None],
+        "success": [True, False],
+        "price": [0.0012, 0, 3],
+        "never_set": [None],
+    }
+    generator = random.Random(8)
+    rows = [
+        {column: generator.choice(values) for column, values in choices.items()}
+        | {"config_name": f"c{index}"}
+        for index in range(300)
+    ]
+    columns = list(rows[0])
+    expected = pandas.DataFrame(rows, columns=columns).to_csv(index=False)
+    assert csv_text(rows, columns) == expected
+
+
+def test_summary_takes_known_results_without_reading_their_files(
+    tmp_path: Path,
+) -> None:
+    from pytest_delphyne.summary import KnownResult
+
+    write_result(tmp_path, "a", success=False, price=0.5)
+    write_result(tmp_path, "b", success=False, price=0.5)
+    spent = {
+        "num_requests": 1,
+        "num_completions": 1,
+        "input_tokens": 9,
+        "cached_input_tokens": 0,
+        "output_tokens": 4,
+        "price": 0.25,
+    }
+    known = {"a": KnownResult(success=True, spent_budget=spent)}
+    state = make_state(a="done", b="done")
+    path = save_summary(tmp_path, state, codec_for(Config), known=known)
+    rows = path.read_text().splitlines()
+    assert rows[1].endswith(",True,1,1,9,0,4,0.25,a")
+    assert rows[2].endswith(",False,3,2,100,10,50,0.5,b")
+    # A duration is only in the file: with add_timing, known results are read again.
+    path = save_summary(
+        tmp_path, make_state(a="done"), codec_for(Config), known=known, add_timing=True
+    )
+    assert path.read_text().splitlines()[1].endswith(",False,3,2,100,10,50,0.5,1.5,a")
