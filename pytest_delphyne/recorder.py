@@ -189,7 +189,10 @@ class Recorder:
             _write_shipped_file(config_dir / file_name, data)
         status: Status = "failed" if payload["status"] == "failed" else "done"
         result_path = config_dir / layout.RESULT_FILE
-        if status == "done" and not result_path.exists():
+        # A worker that shares the output directory wrote its result before reporting
+        # "done" (no stat needed); one that does not ships it, or has none.
+        shipped = payload["files"]
+        if status == "done" and shipped and layout.RESULT_FILE not in shipped:
             status = "failed"
             _write_shipped_file(
                 config_dir / layout.EXCEPTION_FILE,

@@ -45,6 +45,7 @@ from pytest_delphyne.state import RunLock
 from pytest_delphyne.summary import flatten_params
 from pytest_delphyne.workers import (
     PLANS_KEY,
+    RESULT_PROPERTY,
     SETUP_VALUES_KEY,
     ExperimentPlan,
     XdistHooks,
@@ -399,6 +400,19 @@ class DelphyneSession:
             )
         for name in plan["orphans"]:
             yield f"  {name}: in the state but no longer listed by the code"
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when == "call" and isinstance(item, ConfigItem):
+            # The result (and any shipped files) travels to the controller once, with
+            # the call's report; the teardown's keeps the junitxml properties only.
+            item.user_properties = [
+                prop for prop in item.user_properties if prop[0] != RESULT_PROPERTY
+            ]
+        return report
 
     @pytest.hookimpl
     def pytest_report_teststatus(

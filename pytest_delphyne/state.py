@@ -642,7 +642,9 @@ def _journal_entries(path: Path) -> list[tuple[int, ConfigUpdate]]:
     return updates
 
 
-_Signature = tuple[tuple[int, int, int] | None, tuple[int, int, int] | None]
+# What identifies the files' content: the state file's inode, size and mtime; the
+# journal's inode and size (it only grows, by appends), None when empty or absent.
+_Signature = tuple[tuple[int, int, int] | None, tuple[int, int] | None]
 
 
 def _stat(path: Path) -> tuple[int, int, int] | None:
@@ -651,6 +653,18 @@ def _stat(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _journal_signature(ino: int, size: int) -> tuple[int, int] | None:
+    return (ino, size) if size else None
+
+
+def _stat_journal(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return _journal_signature(st.st_ino, st.st_size)
 
 
 class StateStore(Generic[C]):
@@ -674,6 +688,9 @@ class StateStore(Generic[C]):
         self.journal_file = layout.journal_file_path(output_dir)
         self.index_file = output_dir / layout.STATE_INDEX_FILE
         self._journal_fd: int | None = None
+        # The open journal's inode and size: the recorder appends without a stat.
+        self._journal_ino = 0
+        self._journal_size = 0
         self._cached: tuple[_Signature, ExperimentState[C]] | None = None
 
     def exists(self) -> bool:
@@ -681,7 +698,7 @@ class StateStore(Generic[C]):
         return self.state_file.exists()
 
     def _signature(self) -> _Signature:
-        return (_stat(self.state_file), _stat(self.journal_file))
+        return (_stat(self.state_file), _stat_journal(self.journal_file))
 
     def load(self) -> ExperimentState[C]:
         """The state: `experiment.yaml` with the journal applied (nothing is written
@@ -778,27 +795,32 @@ class StateStore(Generic[C]):
         """
         if self._journal_fd is None:
             self._journal_fd = self._open_journal()
-        before = self._signature()
+        size = self._journal_size
         data = (update.to_json() + "\n").encode("utf-8")
-        size = os.fstat(self._journal_fd).st_size
         try:
-            while data:
-                written = os.write(self._journal_fd, data)
-                data = data[written:]
+            remaining = data
+            while remaining:
+                written = os.write(self._journal_fd, remaining)
+                remaining = remaining[written:]
         except OSError:
             # A full disk may take part of the line before refusing the rest: cut
             # it, or the next entry would be glued to it and the journal unreadable.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._journal_fd, size)
             raise
+        self._journal_size = size + len(data)
+        # The state as cached, if it is the files' as they were before this entry, is
+        # theirs with the entry applied. (The state file is not stat'ed here: only
+        # the lock holder writes it, and `load()` checks it before trusting the cache.)
         cached = self._cached
         if (
             cached is not None
-            and cached[0] == before
+            and cached[0][1] == _journal_signature(self._journal_ino, size)
             and update.name in cached[1].configs
         ):
             cached[1].apply(update)
-            self._cached = (self._signature(), cached[1])
+            journal = _journal_signature(self._journal_ino, self._journal_size)
+            self._cached = ((cached[0][0], journal), cached[1])
         else:
             self._cached = None
 
@@ -819,6 +841,8 @@ class StateStore(Generic[C]):
             end = start
         if end != size:
             os.ftruncate(fd, end)
+        self._journal_ino = os.fstat(fd).st_ino
+        self._journal_size = end
         return fd
 
     def close(self) -> None:

@@ -399,6 +399,41 @@ def test_summary_reads_only_the_results_of_earlier_sessions(
     assert rows["x1"]["success"] == "False"
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_the_result_travels_with_the_call_report_only(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    """Not again with the teardown's report (a remote worker's files included)."""
+    write_experiment(pytester, [1, 2], [3])
+    pytester.makeconftest(
+        """
+        import pytest
+
+        SEEN = []
+
+        @pytest.hookimpl(wrapper=True)
+        def pytest_runtest_logreport(report):
+            names = [name for name, _ in report.user_properties]
+            SEEN.append((report.when, "delphyne.result" in names, "param.x" in names))
+            return (yield)
+
+        def pytest_terminal_summary(terminalreporter):
+            for when, has_result, has_param in SEEN:
+                terminalreporter.write_line(f"seen {when} {has_result} {has_param}")
+        """
+    )
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", *workers)
+    result.assert_outcomes(passed=2, failed=1)
+    seen = sorted(line for line in result.outlines if line.startswith("seen "))
+    # The junitxml properties stay on the teardown's report, which junitxml reads.
+    assert (
+        seen
+        == ["seen call True True"] * 3
+        + ["seen setup False False"] * 3
+        + ["seen teardown False True"] * 3
+    )
+
+
 def test_terminal_summary_shows_counts_and_spending(first_run: pytest.Pytester) -> None:
     write_experiment(first_run, [1, 2, 4], [3])
     result = first_run.runpytest("--delphyne-exp=exp.py")
