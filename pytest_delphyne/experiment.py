@@ -363,15 +363,17 @@ class Experiment(Generic[C]):
                     )
                 )
             # Most configs are canonical already: their plain dump finds them.
-            existing = name_by_key.get(canonical_json(codec.dump(config)))
+            dumped = codec.dump(config)
+            existing = name_by_key.get(canonical_json(dumped))
             if existing is None:
-                key = codec.canonical_key(config)
+                # As `codec.canonical_key`, keeping the canonical config it loads.
+                canonical = codec.load(dumped)
+                key = canonical_json(codec.dump(canonical))
                 existing = name_by_key.get(key)
             if existing is not None:
                 listed.add(existing)
                 names.append(existing)
                 continue
-            canonical = codec.load(codec.dump(config))
             fresh = uuid.uuid4()
             name = naming(canonical, fresh) if naming is not None else str(fresh)
             validate_config_name(name)

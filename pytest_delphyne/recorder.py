@@ -184,15 +184,16 @@ class Recorder:
         if exp is None:
             return
         name = payload["config"]
-        config_dir = exp.experiment.config_dir(name)
-        for file_name, data in payload["files"].items():
-            _write_shipped_file(config_dir / file_name, data)
+        shipped = payload["files"]
+        if shipped:
+            config_dir = exp.experiment.config_dir(name)
+            for file_name, data in shipped.items():
+                _write_shipped_file(config_dir / file_name, data)
         status: Status = "failed" if payload["status"] == "failed" else "done"
-        result_path = config_dir / layout.RESULT_FILE
         # A worker that shares the output directory wrote its result before reporting
         # "done" (no stat needed); one that does not ships it, or has none.
-        shipped = payload["files"]
         if status == "done" and shipped and layout.RESULT_FILE not in shipped:
+            result_path = config_dir / layout.RESULT_FILE
             status = "failed"
             _write_shipped_file(
                 config_dir / layout.EXCEPTION_FILE,
