@@ -371,7 +371,9 @@ class Recorder:
                 write(problem, red=True)
             if self.storage_error is not None and not exp.problems:
                 write(self.storage_error, red=True)
-            if self.interrupted:
+            if self.interrupted and self._by_item_name:
+                # Only a session that could run configs has a state to speak of; one
+                # that only replays (`--pdb` quit with `q`) wrote nothing.
                 write(
                     STATE_SAVED_MESSAGE.format(
                         path=layout.state_file_path(exp.experiment.absolute_output_dir)

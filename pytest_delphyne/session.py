@@ -58,7 +58,7 @@ from pytest_delphyne.workers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Generator, Iterator, Sequence
 
 PDB_WITHOUT_WORKERS_MESSAGE = (
     "delphyne: --pdb runs configs in this process, without xdist workers"
@@ -370,13 +370,25 @@ class DelphyneSession:
         return None
 
     @pytest.hookimpl
-    def pytest_report_collectionfinish(self, config: pytest.Config) -> list[str]:
+    def pytest_report_collectionfinish(
+        self, config: pytest.Config, items: Sequence[pytest.Item]
+    ) -> list[str]:
         options = self.options
+        # What this session does with each config: `-k` and `-m` deselect some too.
+        selected = {
+            (item.binding.plan["key"], item.config_name)
+            for item in items
+            if isinstance(item, ConfigItem)
+        }
         lines: list[str] = []
         for plan in self.plans:
             actions: dict[str, int] = {}
             for planned in plan["configs"]:
-                action = decide_action(planned["status"], options)
+                action = (
+                    decide_action(planned["status"], options)
+                    if (plan["key"], planned["name"]) in selected
+                    else "deselect"
+                )
                 actions[action] = actions.get(action, 0) + 1
             attr = plan["attr"]
             summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())

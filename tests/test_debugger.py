@@ -82,3 +82,28 @@ def test_pdb_stops_at_the_raising_line_of_a_replayed_failure(
     assert "1 failed" in output
     # The replay answered from the cache: the oracle was not asked again.
     assert calls.read_text().split() == ["1", "2"]
+
+
+def test_quitting_the_debugger_of_a_replay_changes_and_claims_nothing(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(exp=EXPERIMENT)
+    pytester.runpytest_subprocess("--delphyne-exp=exp.py").assert_outcomes(
+        passed=1, failed=1
+    )
+    state = pytester.path / "out" / "experiment.yaml"
+    before = state.read_bytes()
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "pytest", "--delphyne-exp=exp.py", "--pdb", "-k", "x2"],
+        cwd=str(pytester.path),
+        encoding="utf-8",
+        timeout=60,
+    )
+    child.expect(r"\(Pdb\) ")
+    child.sendline("q")
+    child.expect(pexpect.EOF)
+    output = str(child.before)
+    assert "Quitting debugger" in output
+    assert "state saved" not in output
+    assert state.read_bytes() == before

@@ -434,6 +434,13 @@ def test_the_result_travels_with_the_call_report_only(
     )
 
 
+def test_plan_line_counts_what_k_deselects(pytester: pytest.Pytester) -> None:
+    write_experiment(pytester, [1, 2, 3])
+    result = pytester.runpytest("--delphyne-exp=exp.py", "-k", "x1 or x3")
+    result.assert_outcomes(passed=2, deselected=1)
+    result.stdout.fnmatch_lines(["delphyne: experiment: 3 configs (2 run, 1 deselect)"])
+
+
 def test_terminal_summary_shows_counts_and_spending(first_run: pytest.Pytester) -> None:
     write_experiment(first_run, [1, 2, 4], [3])
     result = first_run.runpytest("--delphyne-exp=exp.py")
