@@ -30,6 +30,7 @@ from pytest_delphyne.items import (
     bindings_key,
     decide_action,
     describe_params,
+    gc_paused,
     sees_output_dir,
     worker_setup_key,
 )
@@ -117,6 +118,10 @@ class DelphyneSession:
         )
 
     def start(self, specs: list[ExperimentSpec]) -> None:
+        with gc_paused():
+            self._start(specs)
+
+    def _start(self, specs: list[ExperimentSpec]) -> None:
         self.config.stash[bindings_key] = self.bindings
         self.config.stash[worker_setup_key] = self.ensure_worker_setup
         workerinput = worker_input(self.config)
