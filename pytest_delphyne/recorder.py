@@ -303,8 +303,24 @@ class Recorder:
         if self.storage_error is not None:
             self.interrupted = True
         with _sigint_deferred():
+            self._catch_up_with_workers()
             for exp in self.experiments.values():
                 self._save(exp)
+
+    def _catch_up_with_workers(self) -> None:
+        # An interrupted xdist controller leaves its workers' events queued: a config
+        # that started (it would stay todo without its interruption time) or ended
+        # (its result would be lost). Record them from a copy of the queue, which
+        # nothing processes any more.
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        queue = getattr(dsession, "queue", None)
+        if queue is None:
+            return
+        for name, kwargs in queue.queue.copy():
+            if name == "logstart":
+                self.pytest_runtest_logstart(kwargs["nodeid"])
+            elif name == "testreport":
+                self.pytest_runtest_logreport(kwargs["rep"])
 
     def _save(self, exp: RecordedExperiment) -> None:
         now = datetime.now(UTC)

@@ -126,6 +126,76 @@ def test_ctrl_c_leaves_running_configs_todo_with_their_interruption_time(
     wait_for(lambda: not any(process_exists(pid) for pid in program_pids), 30)
 
 
+# On the controller: the events of x2's end and of x3's start stay in xdist's queue,
+# unprocessed, when Ctrl-C arrives (as on a busy controller, where workers run ahead).
+QUEUED_AT_CTRL_C = """
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+HELD = []
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    dsession = session.config.pluginmanager.get_plugin("dsession")
+    if dsession is None:
+        return  # a worker
+
+    def holding(name, handle):
+        def handler(**kwargs):
+            nodeid = kwargs["nodeid"] if name == "logstart" else kwargs["rep"].nodeid
+            if not HELD and not (nodeid.endswith("[x2]") and name == "testreport"
+                                 and kwargs["rep"].when == "call"):
+                return handle(**kwargs)
+            HELD.append((name, kwargs))
+            if name == "logstart" and nodeid.endswith("[x3]"):
+                for event in HELD:
+                    dsession.queue.put(event)
+                # Ctrl-C reaches the worker too, once x3 runs there.
+                started = Path(__file__).parent / "started-3"
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if started.exists() and started.read_text():
+                        break
+                    time.sleep(0.01)
+                os.kill(int(started.read_text()), signal.SIGINT)
+                raise KeyboardInterrupt
+
+        return handler
+
+    dsession.worker_logstart = holding("logstart", dsession.worker_logstart)
+    dsession.worker_testreport = holding("testreport", dsession.worker_testreport)
+"""
+
+
+def test_ctrl_c_records_what_the_xdist_controller_had_not_processed_yet(
+    pytester: pytest.Pytester,
+) -> None:
+    """x2's result is kept, and x3, whose start was still queued, gets its
+    interruption time."""
+    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 2:"))
+    pytester.makeconftest(QUEUED_AT_CTRL_C)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-n", "1", "-p", "no:cacheprovider", timeout=120
+    )
+    state_path = pytester.path / "out" / layout.STATE_FILE
+    assert STATE_SAVED_MESSAGE.format(path=state_path) in result.stdout.str()
+    configs = yaml.safe_load(state_path.read_text())["configs"]
+    assert configs["x1"]["status"] == "done"
+    assert configs["x2"]["status"] == "done"
+    assert configs["x2"]["end_time"] is not None
+    assert layout.result_file_path(pytester.path / "out", "x2").exists()
+    assert configs["x3"]["status"] == "todo"
+    assert configs["x3"]["start_time"] is not None
+    assert configs["x3"]["interruption_time"] is not None
+    assert configs["x4"] == {**configs["x4"], "status": "todo", "start_time": None}
+    assert configs["x4"]["interruption_time"] is None
+
+
 def test_interrupted_configs_run_again_on_resume(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(exp=EXPERIMENT)
     process = start_run(pytester.path, "-p", "no:cacheprovider")
