@@ -202,6 +202,10 @@ class Experiment(Generic[C]):
     _loaded_names: tuple[object, int, list[str]] | None = field(
         init=False, default=None, repr=False, compare=False
     )
+    # Each config's params and their plain data, as the last `load()` dumped them.
+    _loaded_params: dict[str, tuple[object, dict[str, Any]]] = field(
+        init=False, default_factory=dict, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.defined_in = _defining_file()
@@ -287,6 +291,7 @@ class Experiment(Generic[C]):
         for name in state.configs:
             validate_config_name(name)
         self._loaded_names = None
+        self._loaded_params = {}
         if self.configs is not None:
             names, added, unlisted = self._add_configs(state)
             must_write = must_write or bool(added)
@@ -303,6 +308,14 @@ class Experiment(Generic[C]):
                 self._write(state)
         self._loaded_names = (self.configs, len(self.configs or ()), names)
         return self
+
+    def plain_params(self, name: str, params: C) -> dict[str, Any]:
+        """The params of the config `name` as plain data (`params`, dumped, unless
+        the last `load()` dumped them already)."""
+        loaded = self._loaded_params.get(name)
+        if loaded is not None and loaded[0] is params:
+            return loaded[1]
+        return self.codec.dump(params)
 
     def config_names(self) -> list[str]:
         """The name of each config of `configs`, in order; without `configs`, the
@@ -345,9 +358,13 @@ class Experiment(Generic[C]):
         # The name of each listed config, the names added, the names not listed.
         codec = self.codec
         # Params read from the state are canonical already: dumping them is enough.
-        name_by_key = {
-            canonical_json(codec.dump(info.params)): name
+        # (Loaded from plain data, they dump to plain data: no need to check.)
+        dumps = self._loaded_params = {
+            name: (info.params, codec.dump(info.params, check=False))
             for name, info in state.configs.items()
+        }
+        name_by_key = {
+            canonical_json(dumped): name for name, (_, dumped) in dumps.items()
         }
         names: list[str] = []
         listed: set[str] = set()
@@ -384,6 +401,7 @@ class Experiment(Generic[C]):
                     )
                 )
             state.configs[name] = ConfigInfo(canonical)
+            dumps[name] = (canonical, codec.dump(canonical, check=False))
             name_by_key[key] = name
             listed.add(name)
             names.append(name)

@@ -130,14 +130,20 @@ class ConfigCodec(Generic[C]):
         self._structure = self.converter.get_structure_hook(config_class)
         self._unstructure = self.converter.get_unstructure_hook(config_class)
 
-    def dump(self, config: C) -> dict[str, Any]:
+    def dump(self, config: C, *, check: bool = True) -> dict[str, Any]:
         """The config as plain data, every field included (defaults too).
+
+        Arguments:
+            config: the config.
+            check: check that the result is plain data (a config loaded from plain
+                data needs no check).
 
         Raises:
             NotPlainDataError: a field holds something that is not plain data.
         """
         data: dict[str, Any] = self._unstructure(config)
-        check_plain_data(data, f"{self.config_class.__qualname__}.params")
+        if check:
+            check_plain_data(data, f"{self.config_class.__qualname__}.params")
         return data
 
     def load(self, params: object, *, config_name: str | None = None) -> C:

@@ -156,7 +156,6 @@ def build_plan(
 ) -> tuple[ExperimentPlan, dict[str, Any]]:
     """What every process must know of a loaded experiment, and its configs by name."""
     state = experiment.load_state()
-    codec = experiment.codec
     # The names load() found or gave, in the code's order: nothing is recomputed.
     names = experiment.config_names()
     listed = set(names)
@@ -182,7 +181,11 @@ def build_plan(
                 directory=experiment.config_dir(name),
             )
         configs.append(
-            PlannedConfig(name=name, status=status, params=codec.dump(info.params))
+            PlannedConfig(
+                name=name,
+                status=status,
+                params=experiment.plain_params(name, info.params),
+            )
         )
         if info.status == "failed":
             stored_failures[name] = stored_traceback(experiment, name)
