@@ -77,6 +77,36 @@ def _lastfailed_key(nodeid: str) -> object:
     return NodeId.parse(nodeid)
 
 
+# What a run needs at least to write a config's files and record it.
+ROOM_NEEDED = 64 * 1024
+
+
+NO_ROOM_MESSAGE = (
+    "no room to write in {output_dir} ({error}): configs would run and pay for their "
+    "calls without a place to record them. Make room, then run again"
+)
+
+
+def check_room(output_dir: Path) -> None:
+    """Refuse to start configs on a disk that has no room for their files: they
+    would run, pay for their calls, and fail to record them.
+
+    Raises:
+        DelphyneError: writing `ROOM_NEEDED` bytes in `output_dir` failed.
+    """
+    probe = output_dir / ".room-check"
+    try:
+        with probe.open("wb") as file:
+            file.write(bytes(ROOM_NEEDED))
+            file.flush()
+    except OSError as error:
+        raise DelphyneError(
+            NO_ROOM_MESSAGE.format(output_dir=output_dir, error=error.strerror)
+        ) from None
+    finally:
+        probe.unlink(missing_ok=True)
+
+
 # eq=False keeps identity hashing: pluggy keeps registered plugins in sets.
 @dataclass(eq=False)
 class DelphyneSession:
@@ -186,6 +216,7 @@ class DelphyneSession:
                     lock.acquire()
                     self.locks.append(lock)
                     locked.add(output_dir)
+                    check_room(output_dir)
                 with warnings.catch_warnings():
                     # The plan reports these configs itself (`--co` lists them).
                     warnings.simplefilter("ignore", UnlistedConfigsWarning)
