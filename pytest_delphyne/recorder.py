@@ -15,6 +15,7 @@ import contextlib
 import csv
 import os
 import signal
+import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPaylo
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from types import FrameType
 
     from pytest_delphyne.experiment import Experiment
 
@@ -128,6 +130,12 @@ class Recorder:
                 )
         self.interrupted = False
         self.storage_error: str | None = None
+        # Ctrl-C on the controller (see `_on_sigint`).
+        self._default_sigint: Any = None
+        self._stopping = False
+        self._sigint_held = False
+        self._saved = False
+        self._said_saved = False
 
     def _config_of(self, nodeid: str) -> tuple[RecordedExperiment, str] | None:
         path, _, item_name = nodeid.rpartition("::")
@@ -289,13 +297,63 @@ class Recorder:
     @pytest.hookimpl
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            with contextlib.suppress(ValueError):  # not the main thread
+                signal.signal(signal.SIGINT, self._on_sigint)
+                self._default_sigint = signal.default_int_handler
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        # Ctrl-C raises KeyboardInterrupt, as by default, except that a second one
+        # while the session stops is held until the state is saved: while the first
+        # one's KeyboardInterrupt is on its way out (it would break what that one
+        # unwinds: xdist's queue lock, an INTERNALERROR) or xdist waits for its
+        # workers to end (the state would not be saved). A third one stops at once.
+        # Once the state is saved, a Ctrl-C that stops the session before its summary
+        # first says that the state was saved.
+        stopping = self._stopping or isinstance(sys.exc_info()[1], KeyboardInterrupt)
+        if stopping and not self._saved and not self._sigint_held:
+            self._sigint_held = True
+            return
+        if self._saved:
+            self._stop_now()
+        raise KeyboardInterrupt
+
+    def _stop_now(self) -> None:
+        self._restore_sigint()
+        terminalreporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminalreporter is not None and not self._said_saved:
+            self._said_saved = True
+            for exp in self.experiments.values():
+                message = self._saved_message(exp)
+                if message is not None:
+                    terminalreporter.write_line(message)
+
+    def _restore_sigint(self) -> None:
+        if self._default_sigint is not None:
+            signal.signal(signal.SIGINT, self._default_sigint)
+            self._default_sigint = None
+
+    def _saved_message(self, exp: RecordedExperiment) -> str | None:
+        # Only a session that could run configs has a state to speak of; one that
+        # only replays (`--pdb` quit with `q`) wrote nothing.
+        if not (self.interrupted and self._by_item_name):
+            return None
+        return STATE_SAVED_MESSAGE.format(
+            path=layout.state_file_path(exp.experiment.absolute_output_dir)
+        )
+
+    @pytest.hookimpl
+    def pytest_unconfigure(self) -> None:
+        self._restore_sigint()
 
     @pytest.hookimpl
     def pytest_keyboard_interrupt(self) -> None:
         self.interrupted = True
+        self._stopping = True
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self._stopping = True
         if session.shouldfail or session.shouldstop:
             # -x, --maxfail or the spend cap, without xdist (with xdist they arrive
             # as an interruption).
@@ -306,6 +364,10 @@ class Recorder:
             self._catch_up_with_workers()
             for exp in self.experiments.values():
                 self._save(exp)
+            self._saved = True
+        if self._sigint_held:
+            self._stop_now()
+            raise KeyboardInterrupt
 
     def _catch_up_with_workers(self) -> None:
         # An interrupted xdist controller leaves its workers' events queued: a config
@@ -387,14 +449,10 @@ class Recorder:
                 write(problem, red=True)
             if self.storage_error is not None and not exp.problems:
                 write(self.storage_error, red=True)
-            if self.interrupted and self._by_item_name:
-                # Only a session that could run configs has a state to speak of; one
-                # that only replays (`--pdb` quit with `q`) wrote nothing.
-                write(
-                    STATE_SAVED_MESSAGE.format(
-                        path=layout.state_file_path(exp.experiment.absolute_output_dir)
-                    )
-                )
+            message = self._saved_message(exp)
+            if message is not None and not self._said_saved:
+                write(message)
+        self._restore_sigint()
 
 
 def summary_totals(path: Path) -> dict[str, float]:

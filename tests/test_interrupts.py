@@ -74,6 +74,8 @@ def start_run(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        # A shell's background job (a CI runner's) would pass on SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
@@ -87,26 +89,65 @@ def process_exists(pid: int) -> bool:
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
 
 
+# On the controller: a second Ctrl-C comes while xdist waits for its workers to end,
+# before the recorder saves the state.
+SECOND_CTRL_C_IN_TEARDOWN = """
+import os
+import signal
+
+import pytest
+
+CONFIG = []
+
+
+def pytest_configure(config):
+    CONFIG.append(config)
+
+
+def pytest_keyboard_interrupt(excinfo):
+    dsession = CONFIG[0].pluginmanager.get_plugin("dsession")
+    if dsession is None:
+        return
+    teardown = dsession.nodemanager.teardown_nodes
+
+    def teardown_nodes():
+        os.kill(os.getpid(), signal.SIGINT)
+        teardown()
+
+    dsession.nodemanager.teardown_nodes = teardown_nodes
+"""
+
+
 @pytest.mark.parametrize(
-    ("workers", "running"),
-    [([], ["x2"]), (["-n", "2"], ["x2", "x3"])],
-    ids=["no-xdist", "xdist"],
+    ("workers", "running", "conftest"),
+    [
+        ([], ["x2"], None),
+        (["-n", "2"], ["x2", "x3"], None),
+        (["-n", "2"], ["x2", "x3"], SECOND_CTRL_C_IN_TEARDOWN),
+    ],
+    ids=["no-xdist", "xdist", "xdist-second-ctrl-c-in-teardown"],
 )
 def test_ctrl_c_leaves_running_configs_todo_with_their_interruption_time(
-    pytester: pytest.Pytester, workers: list[str], running: list[str]
+    pytester: pytest.Pytester,
+    workers: list[str],
+    running: list[str],
+    conftest: str | None,
 ) -> None:
     pytester.makepyfile(exp=EXPERIMENT)
+    if conftest is not None:
+        pytester.makeconftest(conftest)
     process = start_run(
         pytester.path, "-p", "no:cacheprovider", *workers, output=subprocess.PIPE
     )
     started = [pytester.path / f"started-{name[1:]}" for name in running]
-    wait_for(lambda: all(path.exists() for path in started))
+    wait_for(lambda: all(path.exists() and path.read_text() for path in started))
     program_pids = [int(path.read_text()) for path in started]
     os.killpg(process.pid, signal.SIGINT)
-    output, _ = process.communicate(timeout=60)
+    output, _ = process.communicate(timeout=120)
 
     state_path = pytester.path / "out" / layout.STATE_FILE
     assert STATE_SAVED_MESSAGE.format(path=state_path) in output, output
+    assert "INTERNALERROR" not in output, output
     configs = yaml.safe_load(state_path.read_text())["configs"]
     assert configs["x1"]["status"] == "done"
     for name in running:
