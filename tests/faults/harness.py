@@ -154,6 +154,13 @@ def cached_calls(out: Path) -> set[str]:
     return found
 
 
+def takes_ctrl_c() -> None:
+    """In a child before it runs pytest: a terminal's foreground job takes Ctrl-C,
+    but a shell's background job (a CI runner's, say) starts with SIGINT ignored,
+    which its children would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(
     directory: Path,
     *args: str,
@@ -169,6 +176,7 @@ def start(
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
+        preexec_fn=takes_ctrl_c,
         env={**os.environ, "FAULTS": faults},
     )
 
@@ -186,7 +194,7 @@ def run(
     )
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+def wait_for(predicate: Callable[[], bool], timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -241,5 +249,5 @@ def wait_for_executions(
     )
 
 
-def wait_until_gone(pids: set[int], timeout: float = 30) -> None:
+def wait_until_gone(pids: set[int], timeout: float = 60) -> None:
     wait_for(lambda: not any(process_exists(pid) for pid in pids), timeout)
