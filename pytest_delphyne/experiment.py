@@ -27,12 +27,11 @@ from pytest_delphyne.identity import (
     make_converter,
     validate_config_name,
 )
+from pytest_delphyne.lock import ExperimentLockedError, RunLock
 from pytest_delphyne.state import (
     STATUSES,
     ConfigInfo,
-    ExperimentLockedError,
     ExperimentState,
-    RunLock,
     StateStore,
 )
 

@@ -34,6 +34,7 @@ from pytest_delphyne.items import (
     sees_output_dir,
     worker_setup_key,
 )
+from pytest_delphyne.lock import RunLock
 from pytest_delphyne.plan import (
     ExperimentSpec,
     build_plan,
@@ -43,7 +44,6 @@ from pytest_delphyne.plan import (
 )
 from pytest_delphyne.recorder import RecordedExperiment, Recorder
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
-from pytest_delphyne.state import RunLock
 from pytest_delphyne.summary import flatten_params
 from pytest_delphyne.workers import (
     PLANS_KEY,

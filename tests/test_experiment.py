@@ -30,10 +30,10 @@ from pytest_delphyne.experiment import (
     WorkersSetup,
 )
 from pytest_delphyne.identity import InvalidConfigNameError
+from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.runtime import Run
 from pytest_delphyne.state import (
     ConfigUpdate,
-    ExperimentLockedError,
     StateFileError,
     Status,
     utc_now,
@@ -395,7 +395,7 @@ def test_workers_setup_holds_its_two_functions() -> None:
 HOLDER = """
 import time
 from pathlib import Path
-from pytest_delphyne.state import RunLock
+from pytest_delphyne.lock import RunLock
 lock = RunLock(Path({directory!r}))
 lock.acquire()
 print("locked", flush=True)

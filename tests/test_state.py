@@ -18,24 +18,26 @@ import yaml
 import pytest_delphyne
 from pytest_delphyne import layout
 from pytest_delphyne.identity import ConfigParamsError, codec_for
+from pytest_delphyne.lock import (
+    LOCKED_MESSAGE,
+    ExperimentLockedError,
+    LockHolder,
+    RunLock,
+    read_lock_holder,
+)
 from pytest_delphyne.state import (
     INVALID_TIME_PROBLEM,
     JOURNAL_UNKNOWN_CONFIG_PROBLEM,
-    LOCKED_MESSAGE,
     NO_STATE_PROBLEM,
     UNKNOWN_STATUS_PROBLEM,
     ConfigInfo,
     ConfigUpdate,
-    ExperimentLockedError,
     ExperimentState,
-    LockHolder,
-    RunLock,
     StateFileError,
     StateStore,
     atomic_write,
     block_yaml,
     read_journal,
-    read_lock_holder,
 )
 
 REPO_ROOT = Path(pytest_delphyne.__file__).parent.parent
@@ -327,7 +329,7 @@ def test_recorded_results_survive_sigkill_of_the_recorder(tmp_path: Path) -> Non
 HOLDER = """
 import sys, time
 from pathlib import Path
-from pytest_delphyne.state import RunLock
+from pytest_delphyne.lock import RunLock
 lock = RunLock(Path({directory!r}))
 lock.acquire()
 print("locked", flush=True)
