@@ -58,6 +58,8 @@ PAIRS_SHOWN = 6
 CURVES_SHOWN = 12
 TRACEBACK_LINES = 6
 STATUS_COLUMNS = ("status", "success", *BUDGET_COLUMNS, "duration")
+# The columns of a summary row that are not hyperparameters.
+RESULT_COLUMNS = frozenset({"success", *BUDGET_COLUMNS, "duration", "config_name"})
 
 
 class ReportDependencyError(DelphyneError):
@@ -100,8 +102,10 @@ def parse_group_by(text: str | Sequence[str] | None) -> list[str]:
 
 
 def check_group_by(names: Sequence[str], params: Sequence[str]) -> None:
-    """Raises:
-    UnknownGroupError: some of `names` are not among the hyperparameters `params`.
+    """Check that `names` are all hyperparameters (`params`).
+
+    Raises:
+        UnknownGroupError: naming those that are not.
     """
     unknown = [name for name in names if name not in params]
     if unknown:
@@ -159,12 +163,7 @@ def report_data(
         else:
             row = dict(result)
             params.update(
-                dict.fromkeys(
-                    key
-                    for key in row
-                    if key not in ("success", *BUDGET_COLUMNS, "duration")
-                    and key != "config_name"
-                )
+                dict.fromkeys(key for key in row if key not in RESULT_COLUMNS)
             )
         row["status"] = info.status
         row["start_time"] = info.start_time
