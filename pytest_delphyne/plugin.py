@@ -9,6 +9,7 @@ through `workerinput`, so every process collects the same items under the same n
 
 from __future__ import annotations
 
+import gc
 from typing import TYPE_CHECKING
 
 import pytest
@@ -161,6 +162,11 @@ def pytest_configure(config: pytest.Config) -> None:
     specs = experiment_specs(config)
     if not specs or config.getoption("help"):
         return
+    # The session freezes what lives as long as it does (`gc.freeze`). Unfrozen by
+    # the last cleanup: this one, added before pytest's own, runs after them, and
+    # pytest's full collections at the end of the run (0.7 s at 100,000 configs)
+    # skip the frozen objects.
+    config.add_cleanup(gc.unfreeze)
     session = DelphyneSession(config)
     config.stash[delphyne_session_key] = session
     config.pluginmanager.register(session, "delphyne-session")

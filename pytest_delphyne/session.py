@@ -30,8 +30,8 @@ from pytest_delphyne.items import (
     bindings_key,
     decide_action,
     describe_params,
-    gc_paused,
     sees_output_dir,
+    session_long_lived,
     worker_setup_key,
 )
 from pytest_delphyne.lock import RunLock
@@ -148,7 +148,7 @@ class DelphyneSession:
         )
 
     def start(self, specs: list[ExperimentSpec]) -> None:
-        with gc_paused():
+        with session_long_lived():
             self._start(specs)
 
     def _start(self, specs: list[ExperimentSpec]) -> None:
@@ -344,7 +344,7 @@ class DelphyneSession:
             for planned in binding.plan["configs"]
         }
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self) -> None:
         # The state, the plan and the items live as long as the session: taken out
         # of the garbage collector's sight, they are not traversed again by every
@@ -353,7 +353,6 @@ class DelphyneSession:
         gc.freeze()
 
     def close(self) -> None:
-        gc.unfreeze()
         for generator in reversed(self.setup_teardowns):
             # Teardown of a generator `common`: the code after its `yield`.
             for _ in generator:
@@ -442,8 +441,10 @@ class DelphyneSession:
                     "longer listed by the code (--co names them; the clean-index "
                     "command removes them)"
                 )
-            if config.getoption("collectonly"):
-                lines.extend(self._collect_only_plan(plan, options))
+            if config.getoption("collectonly") and (plan["configs"] or plan["orphans"]):
+                # One block, written at once: 100,000 lines written one by one cost
+                # pytest's terminal writer half a second.
+                lines.append("\n".join(self._collect_only_plan(plan, options)))
         return lines
 
     def _collect_only_plan(
