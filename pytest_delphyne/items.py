@@ -25,7 +25,12 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.experiment import experiment_of_script
 from pytest_delphyne.runtime import RunOptions, execute, replay
-from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
+from pytest_delphyne.workers import (
+    RESULT_PROPERTY,
+    ExperimentPlan,
+    ResultPayload,
+    encode_result,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -275,6 +280,7 @@ class ConfigItem(pytest.Item):
         self.config_name = config_name
         self.params = params
         self.action = action
+        self.junit_properties: list[tuple[str, object]] = []
         if self.config.option.keyword:
             # Only `-k` reads them: 100,000 configs need not pay for them otherwise.
             self.extra_keyword_matches.update(
@@ -394,13 +400,15 @@ class ConfigItem(pytest.Item):
             paid=record.paid.as_dict(),
             files=files,
         )
-        self.user_properties.append((RESULT_PROPERTY, payload))
-        # Properties junitxml writes for each config.
-        for key, value in flatten_params(self.params):
-            self.user_properties.append((f"param.{key}", value))
-        self.user_properties.append(("success", record.success))
-        for key, value in spent.items():
-            self.user_properties.append((f"spent.{key}", value))
+        self.user_properties.append((RESULT_PROPERTY, encode_result(payload)))
+        # What junitxml writes for each config: it reads the teardown's report, which
+        # carries them (see `DelphyneSession.pytest_runtest_makereport`).
+        properties = self.junit_properties
+        properties.extend(
+            (f"param.{key}", value) for key, value in flatten_params(self.params)
+        )
+        properties.append(("success", record.success))
+        properties.extend((f"spent.{key}", value) for key, value in spent.items())
 
     def _replay(self) -> None:
         binding = self.binding

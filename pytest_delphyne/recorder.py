@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -30,7 +30,12 @@ from pytest_delphyne.items import SelectionOptions, decide_action
 from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.summary import KnownResult, save_summary
-from pytest_delphyne.workers import RESULT_PROPERTY, ExperimentPlan, ResultPayload
+from pytest_delphyne.workers import (
+    RESULT_PROPERTY,
+    ExperimentPlan,
+    ResultPayload,
+    decode_result,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -180,7 +185,7 @@ class Recorder:
         kept: list[tuple[str, object]] = []
         for name, value in report.user_properties:
             if name == RESULT_PROPERTY:
-                payload = cast("ResultPayload", value)
+                payload = decode_result(value)
             else:
                 kept.append((name, value))
         if payload is not None:

@@ -466,11 +466,13 @@ class DelphyneSession:
     ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
         report = yield
         if call.when == "call" and isinstance(item, ConfigItem):
-            # The result (and any shipped files) travels to the controller once, with
-            # the call's report; the teardown's keeps the junitxml properties only.
+            # Each crosses to the controller once: the result (and any shipped files)
+            # with the call's report, the junitxml properties with the teardown's,
+            # the one junitxml reads.
             item.user_properties = [
                 prop for prop in item.user_properties if prop[0] != RESULT_PROPERTY
             ]
+            item.user_properties.extend(item.junit_properties)
         return report
 
     @pytest.hookimpl

@@ -425,10 +425,10 @@ def test_the_result_travels_with_the_call_report_only(
     result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", *workers)
     result.assert_outcomes(passed=2, failed=1)
     seen = sorted(line for line in result.outlines if line.startswith("seen "))
-    # The junitxml properties stay on the teardown's report, which junitxml reads.
+    # The junitxml properties go with the teardown's report, the one junitxml reads.
     assert (
         seen
-        == ["seen call True True"] * 3
+        == ["seen call True False"] * 3
         + ["seen setup False False"] * 3
         + ["seen teardown False True"] * 3
     )
@@ -453,11 +453,14 @@ def test_terminal_summary_shows_counts_and_spending(first_run: pytest.Pytester) 
     )
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
 def test_junitxml_has_each_configs_parameters_success_and_spending(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, workers: list[str]
 ) -> None:
     write_experiment(pytester, [2])
-    pytester.runpytest("--delphyne-exp=exp.py", "--junitxml=junit.xml")
+    pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "--junitxml=junit.xml", *workers
+    )
     tree = ET.parse(pytester.path / "junit.xml")
     case = tree.find(".//testcase")
     assert case is not None
