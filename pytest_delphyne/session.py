@@ -128,6 +128,7 @@ class DelphyneSession:
     workers_ready: dict[str, BaseException | None] = field(default_factory=dict)
     meter: SpendMeter = field(default_factory=SpendMeter)
     reported_verbosely: set[str] = field(default_factory=set)
+    plan_shown: bool = False
 
     @property
     def options(self) -> SelectionOptions:
@@ -408,13 +409,40 @@ class DelphyneSession:
     def pytest_report_collectionfinish(
         self, config: pytest.Config, items: Sequence[pytest.Item]
     ) -> list[str]:
-        options = self.options
         # What this session does with each config: `-k` and `-m` deselect some too.
         selected = {
             (item.binding.plan["key"], item.config_name)
             for item in items
             if isinstance(item, ConfigItem)
         }
+        return self._plan_lines(selected, config.getoption("collectonly"))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(
+        self, node: object, ids: Sequence[str]
+    ) -> None:
+        # Under xdist the controller collects nothing: the plan's line is written
+        # from the first worker's collection, which every worker shares.
+        if self.plan_shown:
+            return
+        self.plan_shown = True
+        selected: set[tuple[str, str]] = set()
+        for plan in self.plans:
+            prefix = f"{plan['file']}::{plan['attr']}["
+            selected.update(
+                (plan["key"], nodeid[len(prefix) : -1])
+                for nodeid in ids
+                if nodeid.startswith(prefix)
+            )
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            for line in self._plan_lines(selected, collect_only=False):
+                terminal.write_line(line)
+
+    def _plan_lines(
+        self, selected: set[tuple[str, str]], collect_only: bool
+    ) -> list[str]:
+        options = self.options
         lines: list[str] = []
         for plan in self.plans:
             actions: dict[str, int] = {}
@@ -441,7 +469,7 @@ class DelphyneSession:
                     "longer listed by the code (--co names them; the clean-index "
                     "command removes them)"
                 )
-            if config.getoption("collectonly") and (plan["configs"] or plan["orphans"]):
+            if collect_only and (plan["configs"] or plan["orphans"]):
                 # One block, written at once: 100,000 lines written one by one cost
                 # pytest's terminal writer half a second.
                 lines.append("\n".join(self._collect_only_plan(plan, options)))

@@ -434,11 +434,19 @@ def test_the_result_travels_with_the_call_report_only(
     )
 
 
-def test_plan_line_counts_what_k_deselects(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_plan_line_counts_what_k_deselects(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
     write_experiment(pytester, [1, 2, 3])
-    result = pytester.runpytest("--delphyne-exp=exp.py", "-k", "x1 or x3")
-    result.assert_outcomes(passed=2, deselected=1)
-    result.stdout.fnmatch_lines(["delphyne: experiment: 3 configs (2 run, 1 deselect)"])
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-k", "x1 or x3", *workers
+    )
+    # xdist's controller does not count what its workers deselect; the plan line does.
+    result.assert_outcomes(passed=2, deselected=0 if workers else 1)
+    plan_line = "delphyne: experiment: 3 configs (2 run, 1 deselect)"
+    # Once, though every worker collects.
+    assert result.outlines.count(plan_line) == 1
 
 
 def test_terminal_summary_shows_counts_and_spending(first_run: pytest.Pytester) -> None:
