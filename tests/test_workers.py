@@ -329,6 +329,51 @@ def test_worker_running_from_another_copy_of_the_project_is_recorded(
         assert layout.result_file_path(out, f"x{x}").exists()
 
 
+# On the worker, each shipped config's files lose their result.yaml on the way, as
+# when a remote worker's program ended without writing one.
+RESULT_LOST_IN_TRANSIT = """
+import pytest
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if hasattr(item.config, "workerinput") and call.when == "call":
+        properties = []
+        for name, value in report.user_properties:
+            if name == "delphyne.result":
+                text, files = value
+                value = (text, {k: v for k, v in files.items() if k != "result.yaml"})
+            properties.append((name, value))
+        report.user_properties = properties
+    return report
+"""
+
+
+@pytest.mark.skipif(
+    not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
+)
+def test_shipped_files_without_a_result_make_the_config_failed(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    pytester.makeconftest(RESULT_LOST_IN_TRANSIT)
+    out = pytester.path / "out"
+    hidden_python = hidden_output_python(pytester.path, out)
+    pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-d", "--tx", f"popen//python={hidden_python}"
+    )
+    # "done" only once a result file is on disk: none came, so none is claimed.
+    assert set(statuses(pytester).values()) == {"failed"}
+    for x in range(1, 7):
+        config_dir = layout.config_dir(out, f"x{x}")
+        assert not (config_dir / layout.RESULT_FILE).exists()
+        exception = (config_dir / layout.EXCEPTION_FILE).read_text()
+        assert f"config x{x} ended without a result file" in exception
+        # What the worker paid for still arrived.
+        assert json.dumps(str(x)) in (config_dir / layout.CACHE_FILE).read_text()
+    assert not (out / layout.SUMMARY_FILE).exists()
+
+
 def test_a_worker_writes_only_the_directory_of_its_config(
     pytester: pytest.Pytester,
 ) -> None:
