@@ -39,7 +39,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,25 +46,14 @@ ROOT = Path(__file__).absolute().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
+from state_scale import Config, configs_of_size  # noqa: E402
 
 from pytest_delphyne import layout  # noqa: E402
 from pytest_delphyne.experiment import Experiment  # noqa: E402
-from pytest_delphyne.runtime import Run  # noqa: E402
 
 DEFAULT_SIZES = (1_000, 10_000, 100_000)
 # Above this many configs, the pure-Python loader is timed once.
 SLOW_READER_SINGLE_RUN = 20_000
-
-
-@dataclass
-class Config:
-    model: str
-    temperature: float = 0.7
-    seed: int = 0
-    max_tokens: int = 1000
-
-    def instantiate(self, context: object) -> Run:
-        return Run(program=lambda env: None)
 
 
 def _optional(module: str) -> Any:
@@ -127,7 +115,7 @@ configs:
 
 
 def _write_state(size: int, directory: Path) -> dict[str, bytes]:
-    configs = [Config(f"model-{i % 7}", 0.1 * (i % 10), i) for i in range(size)]
+    configs = configs_of_size(size)
     Experiment(config_class=Config, output_dir=directory, configs=configs).load()
     return {
         "yaml": layout.state_file_path(directory).read_bytes(),

@@ -119,6 +119,11 @@ class Config:
         return Run(program=lambda env: None)
 
 
+def configs_of_size(size: int) -> list[Config]:
+    """The benchmarks' grid: 7 models, 10 temperatures, a seed per config."""
+    return [Config(f"model-{i % 7}", 0.1 * (i % 10), i) for i in range(size)]
+
+
 def _timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
@@ -161,7 +166,7 @@ def _parse_once(path: Path) -> float:
 
 
 def measure(size: int, directory: Path) -> dict[str, float]:
-    configs = [Config(f"model-{i % 7}", 0.1 * (i % 10), i) for i in range(size)]
+    configs = configs_of_size(size)
 
     def experiment() -> Experiment[Config]:
         return Experiment(config_class=Config, output_dir=directory, configs=configs)
