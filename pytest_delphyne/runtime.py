@@ -49,8 +49,8 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.state import block_yaml
 from pytest_delphyne.traces import write_traces
+from pytest_delphyne.yaml_writer import block_yaml
 
 T = TypeVar("T")
 
