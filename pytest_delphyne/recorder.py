@@ -141,6 +141,9 @@ class Recorder:
         self._sigint_held = False
         self._saved = False
         self._said_saved = False
+        # The xdist events this recorder took from the queue xdist no longer reads
+        # (the ids of their kwargs, which stay in that queue).
+        self._caught_up: set[int] = set()
 
     def _config_of(self, nodeid: str) -> tuple[RecordedExperiment, str] | None:
         path, _, item_name = nodeid.rpartition("::")
@@ -356,6 +359,13 @@ class Recorder:
         self.interrupted = True
         self._stopping = True
 
+    @pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
+    def pytest_sessionfinish_before_the_reports(self) -> None:
+        # Before junitxml writes its file (its sessionfinish runs before this
+        # recorder's): the events still queued count in every report.
+        with _sigint_deferred():
+            self._catch_up_with_workers()
+
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self._stopping = True
@@ -377,17 +387,28 @@ class Recorder:
     def _catch_up_with_workers(self) -> None:
         # An interrupted xdist controller leaves its workers' events queued: a config
         # that started (it would stay todo without its interruption time) or ended
-        # (its result would be lost). Record them from a copy of the queue, which
-        # nothing processes any more.
+        # (its result would be lost). Nothing processes that queue any more: its
+        # events go through pytest's hooks as xdist's own handlers send them, so that
+        # this recorder, the terminal's counts and junitxml all see them. Called
+        # again once xdist has shut its workers down, for what they sent meanwhile.
         dsession = self.config.pluginmanager.get_plugin("dsession")
         queue = getattr(dsession, "queue", None)
         if queue is None:
             return
+        hook = self.config.hook
         for name, kwargs in queue.queue.copy():
+            if id(kwargs) in self._caught_up:
+                continue
+            self._caught_up.add(id(kwargs))
             if name == "logstart":
-                self.pytest_runtest_logstart(kwargs["nodeid"])
+                hook.pytest_runtest_logstart(
+                    nodeid=kwargs["nodeid"], location=kwargs["location"]
+                )
             elif name == "testreport":
-                self.pytest_runtest_logreport(kwargs["rep"])
+                report = kwargs["rep"]
+                # As xdist marks it: junitxml pairs a worker's reports by it.
+                report.node = kwargs["node"]
+                hook.pytest_runtest_logreport(report=report)
 
     def _save(self, exp: RecordedExperiment) -> None:
         now = datetime.now(UTC)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -216,13 +217,33 @@ def pytest_sessionstart(session):
 def test_ctrl_c_records_what_the_xdist_controller_had_not_processed_yet(
     pytester: pytest.Pytester,
 ) -> None:
-    """x2's result is kept, and x3, whose start was still queued, gets its
-    interruption time."""
+    """x2's result is kept (and reported), and x3, whose start was still queued,
+    gets its interruption time."""
     pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 2:"))
     pytester.makeconftest(QUEUED_AT_CTRL_C)
     result = pytester.runpytest_subprocess(
-        "--delphyne-exp=exp.py", "-n", "1", "-p", "no:cacheprovider", timeout=120
+        "--delphyne-exp=exp.py",
+        "-n",
+        "1",
+        "-p",
+        "no:cacheprovider",
+        "--junitxml=junit.xml",
+        timeout=120,
     )
+    # The terminal and junitxml count x2 too, as the state does.
+    result.assert_outcomes(passed=2)
+    junit = ET.parse(pytester.path / "junit.xml")
+    cases = {
+        case.attrib["name"]: case
+        for case in junit.iter("testcase")
+        if "name" in case.attrib  # junitxml's own entry for the interruption
+    }
+    assert set(cases) == {"experiment[x1]", "experiment[x2]"}
+    properties = {
+        prop.attrib["name"]: prop.attrib["value"]
+        for prop in cases["experiment[x2]"].iter("property")
+    }
+    assert properties["param.x"] == "2"
     state_path = pytester.path / "out" / layout.STATE_FILE
     assert STATE_SAVED_MESSAGE.format(path=state_path) in result.stdout.str()
     configs = yaml.safe_load(state_path.read_text())["configs"]
