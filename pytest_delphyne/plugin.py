@@ -164,7 +164,9 @@ def _freeze_at_exit() -> None:
     # When the process ends, nothing is left worth collecting: frozen, the objects
     # of the session are skipped by the interpreter's last collection. That shutdown
     # took 0.7 s of a 10,000-config run, in each xdist worker (which the controller
-    # waits for) and in the controller.
+    # waits for) and in the controller. Python promises no finalizer to objects
+    # still alive at exit anyway, and the plugin's files are all closed by then
+    # (the journal is written unbuffered, a config's files when it ends).
     atexit.register(gc.freeze)
 
 
