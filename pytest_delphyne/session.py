@@ -52,6 +52,7 @@ from pytest_delphyne.workers import (
     ExperimentPlan,
     XdistHooks,
     check_picklable,
+    decode_plans,
     die_with_controller,
     dump_setup_value,
     load_setup_value,
@@ -161,7 +162,7 @@ class DelphyneSession:
             self._start_controller(specs, options)
         else:
             die_with_controller()
-            self.plans = workerinput[PLANS_KEY]
+            self.plans = decode_plans(workerinput[PLANS_KEY])
             self.setup_values = {
                 key: load_setup_value(data)
                 for key, data in workerinput[SETUP_VALUES_KEY].items()

@@ -9,7 +9,6 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -23,6 +22,8 @@ from pytest_delphyne.workers import (
     WORKER_EXIT_MESSAGE,
     WORKER_KILLED_HINT,
     WORKER_SIGNAL_MESSAGE,
+    ExperimentPlan,
+    encode_plans,
 )
 
 EXPERIMENT = """
@@ -381,7 +382,7 @@ def test_a_worker_writes_only_the_directory_of_its_config(
     out = pytester.path / "out"
     out.mkdir()
     output_stat = out.stat()
-    plan: dict[str, Any] = {
+    plan: ExperimentPlan = {
         "key": f"{pytester.path / 'exp.py'}::experiment",
         "file": "exp.py",
         "attr": "experiment",
@@ -393,7 +394,11 @@ def test_a_worker_writes_only_the_directory_of_its_config(
         "stored_failures": {},
         "orphans": [],
     }
-    workerinput = {PLANS_KEY: [plan], SETUP_VALUES_KEY: {}, "workerid": "gw0"}
+    workerinput = {
+        PLANS_KEY: encode_plans([plan]),
+        SETUP_VALUES_KEY: {},
+        "workerid": "gw0",
+    }
     pytester.makeconftest(
         f"""
         import pytest
