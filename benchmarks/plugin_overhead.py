@@ -2,6 +2,7 @@
 
     python benchmarks/plugin_overhead.py                  # N = 1,000 and 10,000
     python benchmarks/plugin_overhead.py 1000 --runs 5    # chosen sizes and runs
+    python benchmarks/plugin_overhead.py 100000 -n 2 --runs 1 --dir /dev/shm
 
 For each N and each of `-n 0` and `-n 2`, it times whole `python -m pytest` processes
 (wall clock, median of several runs, `-p no:cacheprovider -q`) on both sides:
@@ -14,8 +15,9 @@ For each N and each of `-n 0` and `-n 2`, it times whole `python -m pytest` proc
   directories are deleted after the last run: deleting thousands of files just before
   a run slows the file system down during that run.
 
-It prints one row per (N, -n) with both medians, the ratio plugin/pytest and the
-plugin's extra cost per config. `--dir /dev/shm` runs on a RAM file system, which
+It prints one row per (N, -n) with both medians, the ratio plugin/pytest, the
+plugin's extra cost per config, and each side's peak memory (of its largest process,
+the controller). `--dir /dev/shm` runs on a RAM file system, which
 separates the plugin's own cost from the disk's (file creation on a busy virtual
 disk varies from 0.1 to 1 ms). Targets (issue 8): ratio <= 1.25 under `-n 2` and
 <= 2.0 under `-n 0`.
@@ -30,8 +32,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
+from dataclasses import dataclass
 from pathlib import Path
+
+from state_scale import PEAK_OF_CHILD
 
 DEFAULT_SIZES = (1_000, 10_000)
 WORKERS = ("0", "2")
@@ -74,19 +78,20 @@ def test_trivial(index):
 """
 
 
-def _wall_time(command: list[str], cwd: Path, out: str = "out") -> float:
+def _timed_run(command: list[str], cwd: Path, out: str = "out") -> tuple[float, float]:
+    """Wall time and peak memory (MB) of the largest process: the controller."""
     env = {**os.environ, "DELPHYNE_BENCH_OUT": out}
-    start = time.perf_counter()
     completed = subprocess.run(
-        command, cwd=cwd, capture_output=True, text=True, env=env
+        [sys.executable, "-c", PEAK_OF_CHILD, *command],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
     )
-    elapsed = time.perf_counter() - start
-    if completed.returncode != 0:
-        sys.exit(
-            f"{' '.join(command)} exited with {completed.returncode}:\n"
-            f"{completed.stdout[-3000:]}\n{completed.stderr[-3000:]}"
-        )
-    return elapsed
+    *_, elapsed, peak_kb, code = completed.stdout.split()
+    if code != "0":
+        sys.exit(f"{' '.join(command)} exited with {code}:\n{completed.stderr[-3000:]}")
+    return float(elapsed), int(peak_kb) / 1024
 
 
 def _project(size: int, base: str | None) -> Path:
@@ -98,25 +103,40 @@ def _project(size: int, base: str | None) -> Path:
     return directory
 
 
+@dataclass
+class Figures:
+    """Medians over the runs of one side: wall time and the controller's peak."""
+
+    seconds: float
+    peak_mb: float
+
+
 def measure(
     size: int, workers: str, runs: int, where: str | None = None
-) -> tuple[float, float]:
-    """Median wall times of pytest's trivial tests and of the plugin's configs."""
+) -> tuple[Figures, Figures]:
+    """pytest's trivial tests' figures, then the plugin's configs'."""
     directory = _project(size, where)
     base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
     base += ["-n", workers]
-    pytest_times: list[float] = []
-    plugin_times: list[float] = []
+    pytest_runs: list[tuple[float, float]] = []
+    plugin_runs: list[tuple[float, float]] = []
     try:
         for run in range(runs):
             # Interleaved, so that a noisy moment of the machine hits both sides.
-            pytest_times.append(_wall_time([*base, "test_trivial.py"], directory))
-            plugin_times.append(
-                _wall_time([*base, "--delphyne-exp=exp.py"], directory, f"out{run}")
+            pytest_runs.append(_timed_run([*base, "test_trivial.py"], directory))
+            plugin_runs.append(
+                _timed_run([*base, "--delphyne-exp=exp.py"], directory, f"out{run}")
             )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    return statistics.median(pytest_times), statistics.median(plugin_times)
+    return _figures(pytest_runs), _figures(plugin_runs)
+
+
+def _figures(runs: list[tuple[float, float]]) -> Figures:
+    return Figures(
+        statistics.median(seconds for seconds, _ in runs),
+        statistics.median(peak for _, peak in runs),
+    )
 
 
 def main(argv: list[str]) -> None:
@@ -128,7 +148,17 @@ def main(argv: list[str]) -> None:
     options = parser.parse_args(argv)
     where = options.dir or tempfile.gettempdir()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, in {where}")
-    header = ("N", "-n", "pytest s", "plugin s", "ratio", "target", "extra ms/config")
+    header = (
+        "N",
+        "-n",
+        "pytest s",
+        "plugin s",
+        "ratio",
+        "target",
+        "extra ms/config",
+        "pytest MB",
+        "plugin MB",
+    )
     print(" | ".join(f"{column:>15}" for column in header))
     for size in options.sizes:
         runs = options.runs or (5 if size <= 1_000 else 3)
@@ -137,11 +167,13 @@ def main(argv: list[str]) -> None:
             cells = [
                 f"{size:>15,}",
                 f"{workers:>15}",
-                f"{floor:>15.2f}",
-                f"{plugin:>15.2f}",
-                f"{plugin / floor:>15.2f}",
+                f"{floor.seconds:>15.2f}",
+                f"{plugin.seconds:>15.2f}",
+                f"{plugin.seconds / floor.seconds:>15.2f}",
                 f"{'<= ' + str(TARGETS[workers]):>15}",
-                f"{(plugin - floor) / size * 1000:>15.3f}",
+                f"{(plugin.seconds - floor.seconds) / size * 1000:>15.3f}",
+                f"{floor.peak_mb:>15.0f}",
+                f"{plugin.peak_mb:>15.0f}",
             ]
             print(" | ".join(cells), flush=True)
 
