@@ -446,13 +446,15 @@ class DelphyneSession:
         options = self.options
         lines: list[str] = []
         for plan in self.plans:
+            key = plan["key"]
+            decided = [
+                decide_action(planned["status"], options)
+                if (key, planned["name"]) in selected
+                else "deselect"
+                for planned in plan["configs"]
+            ]
             actions: dict[str, int] = {}
-            for planned in plan["configs"]:
-                action = (
-                    decide_action(planned["status"], options)
-                    if (plan["key"], planned["name"]) in selected
-                    else "deselect"
-                )
+            for action in decided:
                 actions[action] = actions.get(action, 0) + 1
             attr = plan["attr"]
             summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())
@@ -473,15 +475,14 @@ class DelphyneSession:
             if collect_only and (plan["configs"] or plan["orphans"]):
                 # One block, written at once: 100,000 lines written one by one cost
                 # pytest's terminal writer half a second.
-                lines.append("\n".join(self._collect_only_plan(plan, options)))
+                lines.append("\n".join(self._collect_only_plan(plan, decided)))
         return lines
 
     def _collect_only_plan(
-        self, plan: ExperimentPlan, options: SelectionOptions
+        self, plan: ExperimentPlan, decided: Sequence[str]
     ) -> Iterator[str]:
         attr = plan["attr"]
-        for planned in plan["configs"]:
-            action = decide_action(planned["status"], options)
+        for planned, action in zip(plan["configs"], decided, strict=True):
             yield (
                 f"  {attr}[{planned['name']}] {planned['status']} -> {action}: "
                 f"{describe_params(planned['params'])}"

@@ -336,6 +336,19 @@ def test_collect_only_lists_ids_and_the_plan_without_running(
     assert calls(first_run) == []
 
 
+def test_collect_only_plan_follows_k(first_run: pytest.Pytester) -> None:
+    write_experiment(first_run, [1, 2, 4], [3])
+    result = first_run.runpytest("--delphyne-exp=exp.py", "--co", "-k", "x3 or x4")
+    result.stdout.fnmatch_lines(
+        [
+            "*" + literal("experiment[x1] done -> deselect: x=1 fail=False"),
+            "*" + literal("experiment[x2] done -> deselect: x=2 fail=False"),
+            "*" + literal("experiment[x4] todo -> run: x=4 fail=False"),
+            "*" + literal("experiment[x3] failed -> report: x=3 fail=True"),
+        ]
+    )
+
+
 def test_collect_only_names_configs_the_code_no_longer_lists(
     first_run: pytest.Pytester,
 ) -> None:
