@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from pytest_delphyne.cache import (
     CacheFileError,
     CacheMissError,
@@ -21,7 +23,7 @@ from pytest_delphyne.experiment import (
     ExperimentConfig,
     WorkersSetup,
 )
-from pytest_delphyne.layout import path_stem
+from pytest_delphyne.layout import path_stem, result_file_path, summary_file_path
 from pytest_delphyne.models import ChatAnswer, ModelPrice, OpenAIChatModel
 from pytest_delphyne.runtime import (
     Outcome,
@@ -48,6 +50,7 @@ __all__ = [
     "Environment",
     "ExecutionContext",
     "Experiment",
+    "ExperimentCLI",
     "ExperimentConfig",
     "ExperimentState",
     "LogLevel",
@@ -65,4 +68,18 @@ __all__ = [
     "path_stem",
     "read_result",
     "replay",
+    "result_file_path",
+    "summary_file_path",
 ]
+
+if TYPE_CHECKING:
+    from pytest_delphyne.cli import ExperimentCLI
+
+
+def __getattr__(name: str) -> Any:
+    # The command line imports pytest (70 ms): only what asks for it pays for it.
+    if name == "ExperimentCLI":
+        from pytest_delphyne.cli import ExperimentCLI
+
+        return ExperimentCLI
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -430,3 +430,19 @@ def test_load_while_another_process_runs_leaves_its_journal_alone(
         if process.stdout is not None:
             process.stdout.close()
     assert "new_t0.7" not in (tmp_path / layout.STATE_FILE).read_text()
+
+
+def test_the_package_exports_what_the_launcher_exported() -> None:
+    import pytest_delphyne
+    from pytest_delphyne.cli import ExperimentCLI
+
+    assert pytest_delphyne.ExperimentCLI is ExperimentCLI
+    for name in ("ExperimentConfig", "ExperimentState", "ConfigInfo", "WorkersSetup"):
+        assert name in pytest_delphyne.__all__
+        assert getattr(pytest_delphyne, name) is not None
+    out = Path("out")
+    assert pytest_delphyne.result_file_path(out, "c1") == layout.result_file_path(
+        out, "c1"
+    )
+    assert pytest_delphyne.summary_file_path(out) == out / layout.SUMMARY_FILE
+    assert pytest_delphyne.path_stem("dir/exp.py") == "exp"
