@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -128,9 +129,50 @@ class ReplayMismatch(Exception):
 
 @dataclass
 class SpendMeter:
-    """Price spent by the configs this process ran in this session."""
+    """Price spent by the configs of this session, as this process knows it.
+
+    Without a ledger, what this process paid. Under xdist, the workers that see the
+    controller's temporary directory share a ledger, a file where each appends what
+    each config paid (one line, one `write`): a worker then checks the spend cap
+    against what the whole session paid, not only what it paid itself. A remote
+    worker has its own count, and the controller stops the session once the total
+    of the results it received reaches the cap.
+    """
 
     price: float = 0.0
+    ledger: Path | None = None
+    _ledger_fd: int | None = field(default=None, init=False, repr=False)
+    _ledger_total: float = field(default=0.0, init=False, repr=False)
+    _ledger_offset: int = field(default=0, init=False, repr=False)
+    _partial_line: bytes = field(default=b"", init=False, repr=False)
+
+    def add(self, price: float) -> None:
+        """Count what one config paid."""
+        self.price += price
+        if self.ledger is not None:
+            os.write(self._fd(), f"{price!r}\n".encode())
+
+    def total(self) -> float:
+        """What the session paid so far, as far as this process can tell."""
+        if self.ledger is None:
+            return self.price
+        fd = self._fd()
+        while chunk := os.pread(fd, 65536, self._ledger_offset):
+            self._ledger_offset += len(chunk)
+            *lines, self._partial_line = (self._partial_line + chunk).split(b"\n")
+            self._ledger_total += sum(float(line) for line in lines if line)
+        return self._ledger_total
+
+    def _fd(self) -> int:
+        if self._ledger_fd is None:
+            assert self.ledger is not None
+            self._ledger_fd = os.open(self.ledger, os.O_RDWR | os.O_APPEND)
+        return self._ledger_fd
+
+    def close(self) -> None:
+        if self._ledger_fd is not None:
+            os.close(self._ledger_fd)
+            self._ledger_fd = None
 
 
 @dataclass
@@ -346,7 +388,7 @@ class ConfigItem(pytest.Item):
     def _run(self) -> None:
         binding = self.binding
         cap = binding.options.max_price
-        if cap is not None and binding.meter.price >= cap:
+        if cap is not None and binding.meter.total() >= cap:
             raise pytest.skip.Exception(
                 SPEND_CAP_REASON.format(cap=cap), _use_item_location=True
             )
@@ -372,7 +414,7 @@ class ConfigItem(pytest.Item):
             # interrupted mid-instruction can lack the line number pytest's report
             # of the interruption needs.
             raise KeyboardInterrupt from None
-        binding.meter.price += record.paid.price or 0.0
+        binding.meter.add(record.paid.price or 0.0)
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:
             files = {

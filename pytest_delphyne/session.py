@@ -12,6 +12,8 @@ from __future__ import annotations
 import functools
 import gc
 import inspect
+import os
+import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ from pytest_delphyne.workers import (
     PLANS_KEY,
     RESULT_PROPERTY,
     SETUP_VALUES_KEY,
+    SPEND_LEDGER_KEY,
     ExperimentPlan,
     XdistHooks,
     check_picklable,
@@ -56,6 +59,7 @@ from pytest_delphyne.workers import (
     die_with_controller,
     dump_setup_value,
     load_setup_value,
+    shared_file,
     worker_input,
 )
 
@@ -130,6 +134,7 @@ class DelphyneSession:
     meter: SpendMeter = field(default_factory=SpendMeter)
     reported_verbosely: set[str] = field(default_factory=set)
     plan_shown: bool = False
+    spend_ledger: Path | None = None
 
     @property
     def options(self) -> SelectionOptions:
@@ -163,6 +168,7 @@ class DelphyneSession:
         else:
             die_with_controller()
             self.plans = decode_plans(workerinput[PLANS_KEY])
+            self.meter.ledger = shared_file(workerinput.get(SPEND_LEDGER_KEY))
             self.setup_values = {
                 key: load_setup_value(data)
                 for key, data in workerinput[SETUP_VALUES_KEY].items()
@@ -272,8 +278,11 @@ class DelphyneSession:
                 if distributed:
                     setup_bytes[key] = dump_setup_value(value, experiment=key)
         if config.pluginmanager.hasplugin("xdist"):
+            spend_ledger = None
+            if distributed and runs_configs and options.max_price is not None:
+                spend_ledger = self._make_spend_ledger()
             config.pluginmanager.register(
-                XdistHooks(self.plans, setup_bytes), "delphyne-xdist"
+                XdistHooks(self.plans, setup_bytes, spend_ledger), "delphyne-xdist"
             )
         if runs_configs:
             config.pluginmanager.register(
@@ -289,6 +298,14 @@ class DelphyneSession:
                 ),
                 "delphyne-report",
             )
+
+    def _make_spend_ledger(self) -> Path:
+        # Where the workers of this machine count what the session paid (see
+        # `SpendMeter`); removed when the session ends.
+        descriptor, name = tempfile.mkstemp(prefix="delphyne-spend-", suffix=".txt")
+        os.close(descriptor)
+        self.spend_ledger = Path(name)
+        return self.spend_ledger
 
     def _run_common(self, common: Any) -> object:
         if inspect.isgeneratorfunction(common):
@@ -363,6 +380,10 @@ class DelphyneSession:
         for lock in self.locks:
             lock.release()
         self.locks.clear()
+        self.meter.close()
+        if self.spend_ledger is not None:
+            self.spend_ledger.unlink(missing_ok=True)
+            self.spend_ledger = None
 
     @pytest.hookimpl
     def pytest_collect_file(

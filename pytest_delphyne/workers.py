@@ -19,6 +19,7 @@ import pickle
 import signal
 import subprocess
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, cast
 
 import pytest
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
 PLANS_KEY = "delphyne_plans"
 SETUP_VALUES_KEY = "delphyne_setup_values"
+SPEND_LEDGER_KEY = "delphyne_spend_ledger"
 RESULT_PROPERTY = "delphyne.result"
 
 WORKER_SIGNAL_MESSAGE = "the worker process was killed by signal {number} ({name})"
@@ -113,6 +115,24 @@ def encode_plans(plans: list[ExperimentPlan]) -> str:
 def decode_plans(text: str) -> list[ExperimentPlan]:
     """The plans `encode_plans` made."""
     return cast("list[ExperimentPlan]", json.loads(text))
+
+
+def file_identity(path: Path) -> list[object]:
+    """`path` as a worker can check it sees the very same file: path, device, inode."""
+    stat = path.stat()
+    return [str(path), stat.st_dev, stat.st_ino]
+
+
+def shared_file(identity: list[object] | None) -> Path | None:
+    """The file `file_identity` names, if this process sees that very file."""
+    if identity is None:
+        return None
+    path = Path(cast("str", identity[0]))
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return path if [stat.st_dev, stat.st_ino] == identity[1:] else None
 
 
 def worker_input(config: pytest.Config) -> dict[str, Any] | None:
@@ -203,10 +223,14 @@ class XdistHooks:
     """The xdist hooks, registered only when pytest-xdist is installed."""
 
     def __init__(
-        self, plans: list[ExperimentPlan], setup_values: dict[str, bytes]
+        self,
+        plans: list[ExperimentPlan],
+        setup_values: dict[str, bytes],
+        spend_ledger: Path | None = None,
     ) -> None:
         self.plans = plans
         self.setup_values = setup_values
+        self.spend_ledger = spend_ledger
         self._plans_text: str | None = None
 
     @pytest.hookimpl
@@ -215,6 +239,8 @@ class XdistHooks:
             self._plans_text = encode_plans(self.plans)
         node.workerinput[PLANS_KEY] = self._plans_text
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
+        if self.spend_ledger is not None:
+            node.workerinput[SPEND_LEDGER_KEY] = file_identity(self.spend_ledger)
 
     @pytest.hookimpl
     def pytest_handlecrashitem(

@@ -511,6 +511,64 @@ def test_spend_cap_leaves_the_remaining_configs_todo(
     result.stdout.fnmatch_lines(["*spend cap of 0.9 reached*"])
 
 
+# x1 pays the whole cap at once; every other config takes a second and pays 0.1.
+CAPPED_EXPERIMENT = """
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_delphyne import Experiment, Outcome, Run
+
+RAN = Path(__file__).parent / "ran.txt"
+
+
+def program(env, x):
+    with RAN.open("a") as ran:
+        ran.write(f"{x}\\n")
+    if x != 1:
+        time.sleep(1)
+    env.spend(price=1.0 if x == 1 else 0.1)
+    return Outcome(success=True, values=[x])
+
+
+@dataclass
+class Config:
+    x: int
+
+    def instantiate(self, context):
+        return Run(program=program, args={"x": self.x})
+
+
+experiment = Experiment(
+    config_class=Config,
+    output_dir="out",
+    configs=[Config(x) for x in range(1, 9)],
+    config_naming=lambda config, uuid: f"x{config.x}",
+)
+"""
+
+
+def test_spend_cap_counts_what_every_xdist_worker_paid(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(exp=CAPPED_EXPERIMENT)
+    scratch = pytester.mkdir("scratch")
+    monkeypatch.setenv("TMPDIR", str(scratch))
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "--delphyne-max-price=1.0", "-n", "2"
+    )
+    # x1 starts first on one worker, another config on the other. Once x1 has
+    # paid the cap, the other worker starts nothing more, though it paid only 0.1.
+    ran = (pytester.path / "ran.txt").read_text().split()
+    assert len(ran) == 2
+    assert "1" in ran
+    done = {name for name, status in statuses(pytester).items() if status == "done"}
+    assert done == {f"x{x}" for x in ran}
+    result.stdout.fnmatch_lines(["*paid this session*price 1.1000"])
+    # The workers' shared count goes away with the session.
+    assert [path.name for path in scratch.iterdir()] == []
+
+
 def test_exitfirst_leaves_the_configs_not_started_todo(
     pytester: pytest.Pytester,
 ) -> None:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
+from pytest_delphyne.items import SpendMeter
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 from pytest_delphyne.workers import (
     PLANS_KEY,
@@ -421,3 +422,26 @@ def test_a_worker_writes_only_the_directory_of_its_config(
     ]
     # per_worker ran with what the controller sent (here: nothing was sent).
     assert setup_log(pytester) == [["per_worker", str(os.getpid()), "None"]]
+
+
+def test_workers_sharing_a_spend_ledger_see_each_others_payments(
+    tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "spend.txt"
+    ledger.touch()
+    first, second = SpendMeter(ledger=ledger), SpendMeter(ledger=ledger)
+    first.add(0.25)
+    assert second.total() == 0.25
+    second.add(0.5)
+    assert (first.total(), second.total()) == (0.75, 0.75)
+    # A line still being written counts once it is whole.
+    with ledger.open("ab") as file:
+        file.write(b"0.1")
+        file.flush()
+        assert first.total() == 0.75
+        file.write(b"25\n")
+    assert first.total() == 0.875
+    # Each also keeps what it paid itself.
+    assert (first.price, second.price) == (0.25, 0.5)
+    first.close()
+    second.close()
