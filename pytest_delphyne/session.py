@@ -272,7 +272,12 @@ class DelphyneSession:
                     what="Experiment.configs_context",
                     experiment=key,
                 )
-            if experiment.workers_setup is not None:
+            # Like a session fixture, set up only for configs that use it: a session
+            # that runs and replays none (every config done) starts no server.
+            if experiment.workers_setup is not None and any(
+                decide_action(planned["status"], options) in ("run", "replay")
+                for planned in plan["configs"]
+            ):
                 value = self._run_common(experiment.workers_setup.common)
                 self.setup_values[key] = value
                 if distributed:

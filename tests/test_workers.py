@@ -151,6 +151,16 @@ def test_common_runs_once_and_per_worker_once_in_each_worker(
     assert log.index(per_workers[0]) > log.index(commons[0])
 
 
+def test_no_setup_when_every_config_is_done(pytester: pytest.Pytester) -> None:
+    write_experiment(pytester)
+    pytester.runpytest_subprocess("--delphyne-exp=exp.py").assert_outcomes(passed=6)
+    (pytester.path / "setup.log").unlink()
+    again = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "-n", "2")
+    again.assert_outcomes(skipped=6)
+    # Nothing runs or replays: no server of `common` is started for nothing.
+    assert not (pytester.path / "setup.log").exists()
+
+
 @pytest.mark.parametrize(
     ("crash", "how"),
     [
