@@ -31,6 +31,7 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.plan import ProvidedExperiment
 from pytest_delphyne.recorder import Recorder, describe_budget, total_spent
 
@@ -55,6 +56,10 @@ STATUS_MESSAGE = (
     "  - spent: {spent}"
 )
 SNAPSHOT_MESSAGE = "delphyne: snapshot written to {path}"
+UNNAMED_CONFIGS_MESSAGE = (
+    "  - {count} more configurations listed by the code, not in the state yet: "
+    "a run names them when it starts (the experiment is being run by {holder})"
+)
 
 
 @dataclass(frozen=True)
@@ -403,7 +408,22 @@ class ExperimentCLI:
 
     def status(self) -> int:
         """Print the status counts and what the done configurations spent."""
-        experiment = self.experiment.load()
+        experiment = self.experiment
+        try:
+            experiment.load()
+            unnamed = 0
+        except ExperimentLockedError as locked:
+            # The code lists configs the state lacks, and a run holds the lock:
+            # reading needs no lock, so say what the state holds, and how many more
+            # the next run will name.
+            state = experiment.load_state()
+            name_of = state.inverse_mapping()
+            unnamed = sum(
+                name_of(config) is None for config in experiment.configs or ()
+            )
+            if not unnamed:
+                raise
+            holder = locked.holder.describe() if locked.holder else "another process"
         counts = experiment.get_status()
         print(
             STATUS_MESSAGE.format(
@@ -413,6 +433,8 @@ class ExperimentCLI:
                 **counts,
             )
         )
+        if unnamed:
+            print(UNNAMED_CONFIGS_MESSAGE.format(count=unnamed, holder=holder))
         return 0
 
     def replay(self, config: str | None) -> int:

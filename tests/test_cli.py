@@ -13,7 +13,11 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
-from pytest_delphyne.cli import SNAPSHOT_MESSAGE, STATUS_MESSAGE
+from pytest_delphyne.cli import (
+    SNAPSHOT_MESSAGE,
+    STATUS_MESSAGE,
+    UNNAMED_CONFIGS_MESSAGE,
+)
 
 EXPERIMENT = """
 from __future__ import annotations
@@ -195,6 +199,38 @@ def test_status_prints_counts_and_spending(ran: Path) -> None:
         )
         + "\n"
     )
+
+
+def test_status_during_a_run_counts_configs_the_code_added_without_the_lock(
+    tmp_path: Path,
+) -> None:
+    write_experiment(tmp_path, [1, 4])
+    run = subprocess.Popen(
+        [sys.executable, "exp.py", "run"],
+        cwd=tmp_path,
+        env={**os.environ, "BLOCK": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "blocking").exists():
+            assert time.monotonic() < deadline, "the blocking config never started"
+            time.sleep(0.05)
+        # The code now lists two more configs; the run in progress holds the lock.
+        write_experiment(tmp_path, [1, 4, 5, 6])
+        result = exp(tmp_path, "status")
+    finally:
+        run.kill()
+        run.wait(timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "configurations done" in result.stdout
+    assert "  - 1 configurations to do" in result.stdout  # x4, running
+    holder = f"process {run.pid} on "
+    expected = UNNAMED_CONFIGS_MESSAGE.format(count=2, holder=holder)
+    assert expected.split(holder)[0] + holder in result.stdout
+    # Nothing was written: the running process is the state's only writer.
+    assert set(statuses(tmp_path)) == {"x1", "x4"}
 
 
 def test_replay_all_replays_every_config_that_ran_without_calls(ran: Path) -> None:
