@@ -23,6 +23,7 @@ import pytest
 
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
+from pytest_delphyne.identity import ConfigParamsError
 from pytest_delphyne.items import (
     ConfigItem,
     ExperimentBinding,
@@ -83,6 +84,10 @@ def _lastfailed_key(nodeid: str) -> object:
 
 
 # What a run needs at least to write a config's files and record it.
+UNFIT_CONFIGS_MESSAGE = (
+    "the stored params of {count} configs no longer fit {class_name}; change the "
+    "class or the state:{configs}"
+)
 ROOM_NEEDED = 64 * 1024
 
 
@@ -113,6 +118,21 @@ def check_room(output_dir: Path) -> None:
 
 
 # eq=False keeps identity hashing: pluggy keeps registered plugins in sets.
+def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str:
+    """Every config whose stored params no longer fit, not only the first found."""
+    try:
+        unfit = experiment.store.unfit_configs()
+    except DelphyneError:
+        return str(first)
+    if len(unfit) <= 1:
+        return str(first)
+    return UNFIT_CONFIGS_MESSAGE.format(
+        count=len(unfit),
+        class_name=first.class_name,
+        configs="".join(f"\n  - {error}" for error in unfit),
+    )
+
+
 @dataclass(eq=False)
 class DelphyneSession:
     """Everything one process knows of this session's experiments.
@@ -234,8 +254,11 @@ class DelphyneSession:
                 # A corrupt state, a config that no longer fits, a run in progress,
                 # a full disk: the user's to fix, so a usage error rather than a crash.
                 where = "" if isinstance(error, DelphyneError) else f"{output_dir}: "
+                problem = str(error)
+                if isinstance(error, ConfigParamsError):
+                    problem = describe_unfit(experiment, error)
                 raise pytest.UsageError(
-                    f"--delphyne-exp={spec.text}: {where}{error}"
+                    f"--delphyne-exp={spec.text}: {where}{problem}"
                 ) from error
             if report_group_by and plan["configs"]:
                 # A typo in a group's name must not wait for the end of the run.

@@ -37,7 +37,12 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.identity import ConfigCodec, canonical_json, codec_for
+from pytest_delphyne.identity import (
+    ConfigCodec,
+    ConfigParamsError,
+    canonical_json,
+    codec_for,
+)
 from pytest_delphyne.yaml_writer import block_yaml
 
 C = TypeVar("C")
@@ -543,6 +548,31 @@ class StateStore(Generic[C]):
             state.apply(update)
         self._cached = (signature, state)
         return state.copy()
+
+    def unfit_configs(self) -> list[ConfigParamsError]:
+        """Every config whose stored params no longer fit the config class (`load`
+        stops at the first), for a plan that names them all.
+
+        Raises:
+            StateFileError: no state file, or an unreadable one.
+        """
+        try:
+            raw = self.state_file.read_bytes()
+        except FileNotFoundError:
+            raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
+        data = self._read_index(hashlib.sha256(raw).hexdigest())
+        if data is None:
+            data = _parse_yaml(raw.decode("utf-8", errors="replace"), self.state_file)
+        entries = data.get("configs") if isinstance(data, dict) else None
+        unfit: list[ConfigParamsError] = []
+        for name, entry in (entries if isinstance(entries, dict) else {}).items():
+            if not isinstance(entry, dict) or "params" not in entry:
+                continue  # a malformed entry, which `load` names
+            try:
+                self.codec.load(entry["params"], config_name=str(name))
+            except ConfigParamsError as error:
+                unfit.append(error)
+        return unfit
 
     def _read_index(self, digest: str) -> object | None:
         # Trusted only while it names the exact bytes of experiment.yaml: any edit

@@ -349,6 +349,21 @@ def test_collect_only_plan_follows_k(first_run: pytest.Pytester) -> None:
     )
 
 
+def test_collect_only_names_every_config_whose_stored_params_no_longer_fit(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1, 2, 3])
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=3)
+    source = (pytester.path / "exp.py").read_text()
+    (pytester.path / "exp.py").write_text(source.replace("    x: int", "    x: str"))
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "--co")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = result.stderr.str()
+    assert "the stored params of 3 configs no longer fit Config" in errors
+    for name in ("x1", "x2", "x3"):
+        assert f"config '{name}' do not fit Config: expected str, got int" in errors
+
+
 def test_collect_only_names_configs_the_code_no_longer_lists(
     first_run: pytest.Pytester,
 ) -> None:
