@@ -264,13 +264,51 @@ class _ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
+_TRUE_WORDS = frozenset({"true", "yes", "on", "1"})
+_FALSE_WORDS = frozenset({"false", "no", "off", "0"})
+
+
+class _Toggle(argparse.Action):
+    """`--flag` or `--flag=VALUE` (true/false, yes/no, on/off, 1/0), as the
+    reference's command line (Python Fire) took them."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        word = "true" if values is None else str(values).lower()
+        if word not in _TRUE_WORDS | _FALSE_WORDS:
+            parser.error(f"{option_string}: expected true or false, got {values!r}")
+        setattr(namespace, self.dest, word in _TRUE_WORDS)
+
+
 def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
-    """A `--name/--no-name` flag, also spelled with underscores."""
-    spellings = [f"--{name}"]
-    if "-" in name:
-        spellings.append(f"--{name.replace('-', '_')}")
+    """An on/off flag: `--name[=BOOL]`, off with `--no-name`, `--noname` (Fire's
+    spelling) or `--no_name`; underscores for dashes too."""
+    names = sorted({name, name.replace("-", "_")})
+    dest = names[-1]
     parser.add_argument(
-        *spellings, action=argparse.BooleanOptionalAction, default=None, help=help
+        *(f"--{spelling}" for spelling in names),
+        action=_Toggle,
+        nargs="?",
+        dest=dest,
+        default=None,
+        metavar="BOOL",
+        help=f"{help} (off: --no-{name})",
+    )
+    parser.add_argument(
+        *(
+            f"--{prefix}{spelling}"
+            for spelling in names
+            for prefix in ("no-", "no_", "no")
+        ),
+        action="store_const",
+        const=False,
+        dest=dest,
+        help=argparse.SUPPRESS,
     )
 
 

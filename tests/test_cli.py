@@ -171,6 +171,34 @@ def test_run_flags_override_the_experiments_settings(tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("cache_off", "trace_on"),
+    [
+        ("--nocache", "--raw_trace"),
+        ("--no_cache", "--raw-trace=true"),
+        ("--cache=False", "--raw_trace=1"),
+        ("--cache=no", "--raw-trace"),
+    ],
+)
+def test_on_off_flags_take_the_reference_spellings(
+    tmp_path: Path, cache_off: str, trace_on: str
+) -> None:
+    write_experiment(tmp_path, [1])
+    result = exp(tmp_path, "run", cache_off, trace_on)
+    assert result.returncode == 0, result.stdout + result.stderr
+    config_dir = layout.config_dir(tmp_path / "out", "x1")
+    assert not (config_dir / layout.CACHE_FILE).exists()
+    assert (config_dir / layout.RAW_TRACE_FILE).exists()
+
+
+def test_on_off_flag_refuses_a_value_that_is_neither(tmp_path: Path) -> None:
+    write_experiment(tmp_path, [1])
+    result = exp(tmp_path, "run", "--cache=maybe")
+    assert result.returncode == 2
+    assert "--cache: expected true or false, got 'maybe'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_log_level_keeps_debug_messages_when_asked(tmp_path: Path) -> None:
     write_experiment(tmp_path, [1, 2])
     exp(tmp_path, "run", "--log", "--log-level", "debug")
