@@ -49,17 +49,28 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-CacheMode = Literal["create", "replay", "read_write", "off"]
+CacheMode = Literal["create", "replay", "replay_first_miss_live", "read_write", "off"]
 """How a config's run uses its cache file.
 
 - `create`: a fresh run. The file starts empty; every call is made and recorded.
 - `replay`: every call must have been recorded; a missing one is a `CacheMissError`.
   The file is read, never written.
+- `replay_first_miss_live`: the replay of a config that raised. As `replay`, except
+  that the first call missing from the cache is made (and not recorded): the call
+  that raised in the recorded run (a tool that timed out, say) has no answer, and the
+  replay must make it again to raise where the run raised. Any further miss is a
+  `CacheMissError`, so that a program changed since the run is detected, and a
+  replay pays for one call at most. The file is read, never written.
 - `read_write`: a retry. Recorded calls are answered from the file; new ones are made
   and appended, so calls already paid for are not paid again.
 - `off`: no file; every call is made.
 """
 CACHE_MODES: Final[tuple[CacheMode, ...]] = get_args(CacheMode)
+READ_ONLY_CACHE_MODES: Final[tuple[CacheMode, ...]] = (
+    "replay",
+    "replay_first_miss_live",
+)
+"""The modes that read the file and never write it."""
 
 CACHE_MISS_MESSAGE: Final = (
     "replay: the cache {path} has no answer for call {key} with arguments {args} "
@@ -202,8 +213,8 @@ class RequestCache:
 
     Open it for a run, send every call through `call` (or `lookup_or_call`), and
     `close` it at the end (it is a context manager). Opening reads the whole file in
-    `replay` and `read_write` modes, truncates it in `create` mode, and does nothing
-    in `off` mode.
+    the replay modes and `read_write` mode, truncates it in `create` mode, and does
+    nothing in `off` mode.
 
     Arguments:
         path: the cache file (`configs/<name>/cache.yaml`); `None` only with `off`.
@@ -228,14 +239,16 @@ class RequestCache:
         self._counts: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
         self._fd: int | None = None
+        # How many calls missing from the cache may still be made in a replay mode.
+        self._live_misses_left = 1 if mode == "replay_first_miss_live" else 0
         if path is None or mode == "off":
             return
-        if mode in ("replay", "read_write"):
+        if mode != "create":
             if path.exists():
                 self._load(path)
-            elif mode == "replay":
+            elif mode in READ_ONLY_CACHE_MODES:
                 raise CacheFileError(path, 0, "no such cache file to replay")
-        if mode != "replay":
+        if mode not in READ_ONLY_CACHE_MODES:
             flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
             if mode == "create":
                 flags |= os.O_TRUNC
@@ -271,7 +284,8 @@ class RequestCache:
             compute: makes the call; its answer must be plain data.
 
         Raises:
-            CacheMissError: in `replay` mode, the call was not recorded.
+            CacheMissError: in a replay mode, the call was not recorded (and, in
+                `replay_first_miss_live` mode, another missing call was made before).
             NotPlainDataError: the answer is not plain data.
         """
         answer: T = self.lookup_or_call(key, args_json, compute).value
@@ -287,7 +301,7 @@ class RequestCache:
         recorded = self._recorded.get((key, args_json, occurrence))
         if recorded is not None:
             return CacheAnswer(recorded[0], True, occurrence, recorded[1])
-        if self.mode == "replay":
+        if self.mode in READ_ONLY_CACHE_MODES and not self._claim_live_miss():
             raise CacheMissError(self.path, key, args_json, occurrence)
         start = time.perf_counter()
         value = plain_copy(compute(), f"the answer of call {key}")
@@ -295,6 +309,14 @@ class RequestCache:
         if self._fd is not None:
             self._append(key, args_json, occurrence, value, seconds)
         return CacheAnswer(value, False, occurrence, seconds)
+
+    def _claim_live_miss(self) -> bool:
+        """Whether a replay may make this missing call (see `CacheMode`)."""
+        with self._lock:
+            if self._live_misses_left == 0:
+                return False
+            self._live_misses_left -= 1
+            return True
 
     def _append(
         self, key: str, args_json: str, occurrence: int, value: Any, seconds: float

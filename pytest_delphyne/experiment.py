@@ -555,7 +555,9 @@ class Experiment(Generic[C]):
         after the fact (a failed config raises again where it raised).
 
         Nothing is written. The report says whether the replayed outcome is the
-        recorded one.
+        recorded one. The one call a failed config may make again is the call that
+        raised, which has no recorded answer; any other missing call fails the replay
+        with a `CacheMissError`.
 
         Raises:
             UnknownConfigError: no config of that name.

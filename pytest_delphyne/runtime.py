@@ -11,15 +11,14 @@
    for the program's errors, it returns a `RunRecord` that holds the live exception.
 
 `replay(run_factory, directory)` runs the same config again in `replay` mode (every
-oracle call answered from the cache, no file written) and compares the outcome with
-the recorded one.
+oracle call answered from the cache, no file written; for a config that raised, the
+call that raised may be made again, see `replay`) and compares the outcome with the
+recorded one.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.cache import (
+    READ_ONLY_CACHE_MODES,
     CacheMode,
     RequestCache,
     dump_yaml,
@@ -125,11 +125,12 @@ class RunOptions:
         config_name: the config's name (stored in `result.yaml`, given to `env`).
         directory: the config's directory: its cache, log, result and exception files.
         cache_mode: see `CacheMode`; "create" for a fresh run, "read_write" for a
-            retry that reuses the calls already paid, "replay" to replay.
+            retry that reuses the calls already paid, "replay" to replay (and
+            "replay_first_miss_live" to replay a config that raised).
         params: the config's parameters as plain data, stored in `result.yaml`.
         log_level, export_log, export_raw_trace, export_browsable_trace: overrides.
-        write_files: False writes nothing at all (replays); then only "replay" and
-            "off" cache modes make sense, and other modes are run as "off".
+        write_files: False writes nothing at all (replays); then only the replay
+            cache modes and "off" make sense, and other modes are run as "off".
     """
 
     config_name: str
@@ -227,7 +228,7 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
             for stale in _RUN_FILES:
                 (directory / stale).unlink(missing_ok=True)
     mode: CacheMode = options.cache_mode
-    if not write and mode != "replay":
+    if not write and mode not in READ_ONLY_CACHE_MODES:
         mode = "off"
     env: Environment | None = None
     outcome = Outcome(False, [])
@@ -409,8 +410,9 @@ def replay(
     Nothing is written. For a config that finished, no oracle call is made: a call
     that the recorded run did not make fails the replay with a `CacheMissError`. A
     config that raised may have raised inside a call, which then has no recorded
-    answer: its recorded calls are replayed and the calls after them made again (in a
-    throwaway copy of its directory), so the replay raises where the run raised.
+    answer: it is replayed in `replay_first_miss_live` mode, where the first call
+    missing from the cache is made again (and not recorded), so that the replay
+    raises where the run raised; any further missing call is a `CacheMissError`.
 
     Raises:
         ResultFileError: the directory holds neither `result.yaml` nor `exception.txt`.
@@ -424,29 +426,15 @@ def replay(
     else:
         recorded_traceback = exception_path.read_text("utf-8")
     name = config_name or (recorded.config_name if recorded else directory.name)
-    if recorded_traceback is None:
-        options = RunOptions(
-            config_name=name,
-            directory=directory,
-            cache_mode="replay",
-            params=recorded.params if recorded else {},
-            log_level=log_level,
-            write_files=False,
-        )
-        replayed = execute(run_factory, options)
-    else:
-        with tempfile.TemporaryDirectory(prefix="delphyne-replay-") as scratch:
-            copy = Path(scratch) / directory.name
-            shutil.copytree(directory, copy)
-            replayed = execute(
-                run_factory,
-                RunOptions(
-                    config_name=name,
-                    directory=copy,
-                    cache_mode="read_write",
-                    log_level=log_level,
-                ),
-            )
+    options = RunOptions(
+        config_name=name,
+        directory=directory,
+        cache_mode="replay" if recorded_traceback is None else "replay_first_miss_live",
+        params=recorded.params if recorded else {},
+        log_level=log_level,
+        write_files=False,
+    )
+    replayed = execute(run_factory, options)
     differences: list[str] = []
     raised = _last_line(replayed.traceback) if replayed.traceback else None
     if recorded_traceback is not None:

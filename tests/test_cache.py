@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,45 @@ def test_replay_miss_names_the_call_and_its_arguments(tmp_path: Path) -> None:
         cache.call("m.f", ARGS, _never)
         with pytest.raises(CacheMissError, match="occurrence 1"):
             cache.call("m.f", ARGS, _never)
+
+
+def test_replay_first_miss_live_makes_one_missing_call_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        first = cache.call("m.f", ARGS, random.random)
+    text = path.read_bytes()
+    other = canonical_args_json({"args": [2], "kwargs": {}}, "the arguments")
+    made: list[str] = []
+
+    def making(key: str) -> Callable[[], int]:
+        def make() -> int:
+            made.append(key)
+            return 7
+
+        return make
+
+    with RequestCache(path, "replay_first_miss_live") as cache:
+        assert cache.call("m.f", ARGS, _never) == first
+        assert cache.call("m.g", ARGS, making("m.g")) == 7
+        with pytest.raises(CacheMissError) as info:
+            cache.call("m.f", other, making("m.f"))
+        assert str(info.value) == CACHE_MISS_MESSAGE.format(
+            path=path, key="m.f", args=other, occurrence=0
+        )
+        # The call made live is not recorded: asked again, it is another miss.
+        with pytest.raises(CacheMissError, match="call m\\.g with"):
+            cache.call("m.g", ARGS, making("m.g"))
+        assert len(cache) == 1
+    assert made == ["m.g"]
+    assert path.read_bytes() == text
+
+
+def test_replay_modes_refuse_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(CacheFileError, match="no such cache file to replay"):
+        RequestCache(tmp_path / "cache.yaml", "replay_first_miss_live")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_create_starts_an_empty_file(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from pytest_delphyne.cache import (
     CacheMissError,
     NotPlainDataError,
 )
-from pytest_delphyne.environment import BUDGET_MESSAGE, LogLevel
+from pytest_delphyne.environment import BUDGET_MESSAGE, LogLevel, call_key
 from pytest_delphyne.runtime import (
     RETURNED_VALUES,
     Budget,
@@ -325,6 +325,74 @@ def test_replay_writes_nothing_and_matches_a_recorded_failure(tmp_path: Path) ->
     assert report.matches
     assert report.recorded is None
     assert isinstance(report.replayed.exception, ValueError)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+TOOL_CALLS: list[int] = []
+
+
+def tool(x: int) -> int:
+    TOOL_CALLS.append(x)
+    if x == 1:
+        raise TimeoutError(f"the tool timed out on {x}")
+    return 10 * x
+
+
+def ask_tool(env: Environment, xs: list[int]) -> list[int]:
+    env.compute(draw)
+    return [env.compute(tool, x) for x in xs]
+
+
+def _run_raising_in_a_call(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> dict[str, bytes]:
+    """Run `ask_tool` to its raising call (never recorded), with `TOOL_CALLS` empty
+    and `draw` not to be called again; the directory's files, as they are after."""
+    monkeypatch.setattr(sys.modules[__name__], "TOOL_CALLS", [])
+    record = execute(lambda: Run(ask_tool, {"xs": [1]}), _options(directory))
+    assert isinstance(record.exception, TimeoutError)
+    assert TOOL_CALLS == [1]
+
+    @functools.wraps(draw)
+    def raising() -> float:
+        raise AssertionError("replay made a recorded call")
+
+    monkeypatch.setattr(sys.modules[__name__], "draw", raising)
+    return {p.name: p.read_bytes() for p in directory.iterdir()}
+
+
+def test_replay_of_a_failure_makes_the_call_that_raised_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _run_raising_in_a_call(tmp_path, monkeypatch)
+    report = replay(lambda: Run(ask_tool, {"xs": [1]}), tmp_path)
+    assert report.matches, report.differences
+    assert isinstance(report.replayed.exception, TimeoutError)
+    tb = report.replayed.exception.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    assert tb is not None
+    assert tb.tb_frame.f_code.co_name == "tool"
+    assert TOOL_CALLS == [1, 1]
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_replay_of_a_changed_failed_config_makes_one_missing_call_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = _run_raising_in_a_call(tmp_path, monkeypatch)
+    # The program now asks the tool two things the recorded run did not: the first
+    # stands for the call that raised, the second is a changed program's.
+    report = replay(lambda: Run(ask_tool, {"xs": [2, 3]}), tmp_path)
+    assert not report.matches
+    assert isinstance(report.replayed.exception, CacheMissError)
+    key = call_key(tool)
+    assert f'call {key} with arguments {{"args":[3],' in str(report.replayed.exception)
+    assert report.differences == (
+        "recorded run raised TimeoutError: the tool timed out on 1; the replay raised "
+        f"pytest_delphyne.cache.CacheMissError: {report.replayed.exception}",
+    )
+    assert TOOL_CALLS == [1, 2]
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
