@@ -6,8 +6,9 @@
 
 Requests go through the config's cache (`env.cached_call`), so a replay needs neither
 a server nor an API key; usage and price are spent through `env.spend`. The cache key
-is the model, the messages and the options: never the API key, the base URL or any
-header. The `openai` package is an optional extra (`pip install
+is the model, the messages and the options: never the API key, the base URL or the
+transport options (`TRANSPORT_OPTIONS`: headers, query parameters, timeout), which are
+sent but never stored. The `openai` package is an optional extra (`pip install
 'pytest-delphyne[openai]'`), imported on the first request that reaches a server.
 """
 
@@ -37,6 +38,8 @@ UNKNOWN_PRICE_MESSAGE: Final = (
 )
 CHAT_KEY: Final = "openai.chat.completions.create"
 """The cache key of chat requests (the request itself is model, messages, options)."""
+TRANSPORT_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "timeout"})
+"""Options of the client's `create` that say how a request is sent, not what it asks."""
 
 
 class MissingExtraError(DelphyneError):
@@ -194,7 +197,10 @@ class OpenAIChatModel:
             env: the program's environment.
             messages: the conversation, as the OpenAI API takes it (plain data).
             options: other request parameters (`temperature`, `max_tokens`, `n`,
-                `seed`, `response_format`, `tools`...), plain data; no streaming.
+                `seed`, `response_format`, `tools`, `extra_body`...), plain data; no
+                streaming. The `TRANSPORT_OPTIONS` (`extra_headers`, `extra_query`,
+                `timeout`) are sent but kept out of the cache key and of every file:
+                they carry credentials, and do not change what is asked.
 
         Raises:
             BudgetExhausted: the budget was already reached (nothing is sent), or this
@@ -203,8 +209,14 @@ class OpenAIChatModel:
             openai.APIError: the server refused the request, or kept failing.
         """
         env.check_budget()
-        request = {"model": self.model, "messages": list(messages), **options}
-        call = env.cached_call(CHAT_KEY, request, lambda: self._create(env, request))
+        # Providers take keys in headers and query strings: what is stored (and keys
+        # the cache) must never hold them, and requests differing only there are one.
+        transport = {k: v for k, v in options.items() if k in TRANSPORT_OPTIONS}
+        content = {k: v for k, v in options.items() if k not in TRANSPORT_OPTIONS}
+        request = {"model": self.model, "messages": list(messages), **content}
+        call = env.cached_call(
+            CHAT_KEY, request, lambda: self._create(env, request, transport)
+        )
         answer = self._answer(call.value, call.hit)
         env.spend(
             num_requests=1,
@@ -236,7 +248,9 @@ class OpenAIChatModel:
             response=response,
         )
 
-    def _create(self, env: Environment, request: dict[str, Any]) -> dict[str, Any]:
+    def _create(
+        self, env: Environment, request: dict[str, Any], transport: dict[str, Any]
+    ) -> dict[str, Any]:
         openai = _import_openai()
         if self._client is None:
             # The client's own retries are off: ours is the only retry loop, so that
@@ -254,7 +268,7 @@ class OpenAIChatModel:
         )
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._client.chat.completions.create(**request)
+                response = self._client.chat.completions.create(**request, **transport)
             except retryable as error:
                 if attempt == self.max_retries:
                     raise

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -155,6 +155,67 @@ def test_chat_is_retried_priced_recorded_and_replayed_without_server(
     for file in files:
         assert SECRET not in file.read_text(), file
         assert "Bearer" not in file.read_text(), file
+
+
+def ask_with_credentials(header: str, query: str) -> Callable[..., Outcome]:
+    def program(env: Environment, model: OpenAIChatModel) -> Outcome:
+        answer = model.chat(
+            env,
+            [{"role": "user", "content": "2+2?"}],
+            temperature=0,
+            extra_headers={"Authorization": f"Bearer {header}"},
+            extra_query={"key": query},
+            extra_body={"top_k": 5},
+            timeout=30.0,
+        )
+        return Outcome(answer.text == "4", [answer.text])
+
+    return program
+
+
+def test_headers_and_query_are_sent_but_neither_stored_nor_keyed(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    server.failures = 1  # a retry, so that log.txt has a line about this request
+    sleeps: list[float] = []
+    directory = tmp_path / "configs" / "c"
+    run = Run(
+        ask_with_credentials("sk-secret-header", "sk-secret-query"),
+        {"model": _model(server, sleeps, api_key=SECRET)},
+        export_raw_trace=True,
+        export_browsable_trace=True,
+    )
+    record = execute(lambda: run, RunOptions("c", directory))
+    assert record.traceback is None
+    assert (record.success, record.values) == (True, ["4"])
+    assert len(server.requests) == 2
+    for path, headers, body in server.requests:
+        assert path == "/v1/chat/completions?key=sk-secret-query"
+        assert headers["authorization"] == "Bearer sk-secret-header"
+        assert body["top_k"] == 5
+
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    assert {p.name for p in files} >= {
+        layout.CACHE_FILE,
+        layout.RAW_TRACE_FILE,
+        layout.LOG_FILE,
+        layout.RESULT_FILE,
+    }
+    assert "retrying a chat request" in (directory / layout.LOG_FILE).read_text()
+    assert '"top_k":5' in (directory / layout.CACHE_FILE).read_text()
+    for file in files:
+        text = file.read_text()
+        for secret in ("sk-secret-header", "sk-secret-query", "Bearer", SECRET):
+            assert secret not in text, (file, secret)
+
+    # The server still listens: a cache miss would reach it.
+    replayed = Run(
+        ask_with_credentials("sk-other", "sk-other"), {"model": _model(server, sleeps)}
+    )
+    report = replay(lambda: replayed, directory)
+    assert report.matches, report.differences
+    assert report.replayed.paid == Budget(0, 0, 0, 0, 0, 0.0)
+    assert len(server.requests) == 2
 
 
 def test_rate_limit_after_the_last_retry_fails_the_config(
