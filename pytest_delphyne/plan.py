@@ -152,12 +152,18 @@ def stored_traceback(experiment: Experiment[Any], name: str) -> str:
 
 
 def build_plan(
-    experiment: Experiment[Any], spec: ExperimentSpec, attr: str, rootpath: Path
+    experiment: Experiment[Any],
+    spec: ExperimentSpec,
+    attr: str,
+    rootpath: Path,
+    names: list[str] | None = None,
 ) -> tuple[ExperimentPlan, dict[str, Any]]:
-    """What every process must know of a loaded experiment, and its configs by name."""
+    """What every process must know of a loaded experiment, and its configs by name
+    (those of `names`, by default every config the code lists)."""
     state = experiment.load_state()
-    # The names load() found or gave, in the code's order: nothing is recomputed.
-    names = experiment.config_names()
+    if names is None:
+        # The names load() found or gave, in the code's order: nothing is recomputed.
+        names = experiment.config_names()
     listed = set(names)
     configs: list[PlannedConfig] = []
     by_name: dict[str, Any] = {}

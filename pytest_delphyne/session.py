@@ -37,7 +37,7 @@ from pytest_delphyne.items import (
     session_long_lived,
     worker_setup_key,
 )
-from pytest_delphyne.lock import RunLock
+from pytest_delphyne.lock import ExperimentLockedError, RunLock
 from pytest_delphyne.plan import (
     ExperimentSpec,
     build_plan,
@@ -84,6 +84,10 @@ def _lastfailed_key(nodeid: str) -> object:
 
 
 # What a run needs at least to write a config's files and record it.
+UNNAMED_PLAN_MESSAGE = (
+    "delphyne: {count} more configs listed by the code are not in the state yet: "
+    "the run in progress holds the lock, and a run names them when it starts"
+)
 UNFIT_CONFIGS_MESSAGE = (
     "the stored params of {count} configs no longer fit {class_name}; change the "
     "class or the state:{configs}"
@@ -155,6 +159,8 @@ class DelphyneSession:
     reported_verbosely: set[str] = field(default_factory=set)
     plan_shown: bool = False
     spend_ledger: Path | None = None
+    # Configs the code lists that a run in progress keeps this `--co` from naming.
+    unnamed: dict[str, int] = field(default_factory=dict)
 
     @property
     def options(self) -> SelectionOptions:
@@ -245,11 +251,21 @@ class DelphyneSession:
                     self.locks.append(lock)
                     locked.add(output_dir)
                     check_room(output_dir)
+                names: list[str] | None = None
                 with warnings.catch_warnings():
                     # The plan reports these configs itself (`--co` lists them).
                     warnings.simplefilter("ignore", UnlistedConfigsWarning)
-                    experiment.load()
-                plan, by_name = build_plan(experiment, spec, attr, config.rootpath)
+                    try:
+                        experiment.load()
+                    except ExperimentLockedError:
+                        if runs_configs:
+                            raise
+                        # `--co` during a run, the code listing configs the state
+                        # lacks: reading needs no lock, naming them does.
+                        names = self._named_configs(experiment, spec.path, attr)
+                plan, by_name = build_plan(
+                    experiment, spec, attr, config.rootpath, names
+                )
             except (DelphyneError, OSError) as error:
                 # A corrupt state, a config that no longer fits, a run in progress,
                 # a full disk: the user's to fix, so a usage error rather than a crash.
@@ -326,6 +342,15 @@ class DelphyneSession:
                 ),
                 "delphyne-report",
             )
+
+    def _named_configs(
+        self, experiment: Experiment[Any], path: Path, attr: str
+    ) -> list[str]:
+        name_of = experiment.load_state().inverse_mapping()
+        found = [name_of(listed) for listed in experiment.configs or ()]
+        names = [name for name in found if name is not None]
+        self.unnamed[f"{path}::{attr}"] = len(found) - len(names)
+        return names
 
     def _make_spend_ledger(self) -> Path:
         # Where the workers of this machine count what the session paid (see
@@ -515,6 +540,8 @@ class DelphyneSession:
                     f"delphyne: {actions['report']} failed configs are reported from "
                     "the state without running; use --lf to retry them"
                 )
+            if self.unnamed.get(key):
+                lines.append(UNNAMED_PLAN_MESSAGE.format(count=self.unnamed[key]))
             if plan["orphans"]:
                 lines.append(
                     f"delphyne: {len(plan['orphans'])} configs in the state are no "

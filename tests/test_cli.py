@@ -18,6 +18,7 @@ from pytest_delphyne.cli import (
     STATUS_MESSAGE,
     UNNAMED_CONFIGS_MESSAGE,
 )
+from pytest_delphyne.session import UNNAMED_PLAN_MESSAGE
 
 EXPERIMENT = """
 from __future__ import annotations
@@ -229,9 +230,10 @@ def test_status_prints_counts_and_spending(ran: Path) -> None:
     )
 
 
-def test_status_during_a_run_counts_configs_the_code_added_without_the_lock(
+def test_reading_during_a_run_counts_configs_the_code_added_without_the_lock(
     tmp_path: Path,
 ) -> None:
+    """`status` and `--co` need no lock, even when the code lists new configs."""
     write_experiment(tmp_path, [1, 4])
     run = subprocess.Popen(
         [sys.executable, "exp.py", "run"],
@@ -248,6 +250,13 @@ def test_status_during_a_run_counts_configs_the_code_added_without_the_lock(
         # The code now lists two more configs; the run in progress holds the lock.
         write_experiment(tmp_path, [1, 4, 5, 6])
         result = exp(tmp_path, "status")
+        plan = subprocess.run(
+            [sys.executable, "-m", "pytest", "--delphyne-exp=exp.py", "--co"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     finally:
         run.kill()
         run.wait(timeout=60)
@@ -257,6 +266,9 @@ def test_status_during_a_run_counts_configs_the_code_added_without_the_lock(
     holder = f"process {run.pid} on "
     expected = UNNAMED_CONFIGS_MESSAGE.format(count=2, holder=holder)
     assert expected.split(holder)[0] + holder in result.stdout
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert UNNAMED_PLAN_MESSAGE.format(count=2) in plan.stdout
+    assert "experiment[x4] todo -> run: x=4" in plan.stdout
     # Nothing was written: the running process is the state's only writer.
     assert set(statuses(tmp_path)) == {"x1", "x4"}
 
