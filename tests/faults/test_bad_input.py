@@ -22,6 +22,7 @@ from faults.harness import (
     run,
     start,
     state_configs,
+    statuses,
     wait_for,
 )
 from pytest_delphyne import layout
@@ -234,9 +235,12 @@ def test_second_run_is_refused_naming_the_holder_also_with_workers(
     # Both workers block in their first chunk (x0-x14, x15-x29): the first run holds
     # the lock and pays for nothing more meanwhile.
     first = start(pytester.path, "-n", "2", faults="5=block,20=block")
+    out = pytester.path / "out"
     try:
         wait_for(lambda: len(lines(pytester.path, "blocking.txt")) == 2)
-        out = pytester.path / "out"
+        # And the controller has recorded the ten configs before them: on a busy
+        # machine their reports may still be on their way when the workers block.
+        wait_for(lambda: list(statuses(out).values()).count("done") == 10)
         before = snapshot(out)
         executions = paid(pytester.path)
         for workers in ([], ["-n", "2"]):
