@@ -572,14 +572,15 @@ def test_spend_cap_counts_what_every_xdist_worker_paid(
     result = pytester.runpytest_subprocess(
         "--delphyne-exp=exp.py", "--delphyne-max-price=1.0", "-n", "2"
     )
-    # x1 starts first on one worker, another config on the other. Once x1 has
-    # paid the cap, the other worker starts nothing more, though it paid only 0.1.
+    # x1 starts first on one worker; the other may have started a config before x1
+    # paid the cap, but starts nothing after, though it paid only 0.1 itself.
     ran = (pytester.path / "ran.txt").read_text().split()
-    assert len(ran) == 2
     assert "1" in ran
+    assert len(ran) <= 2
     done = {name for name, status in statuses(pytester).items() if status == "done"}
     assert done == {f"x{x}" for x in ran}
-    result.stdout.fnmatch_lines(["*paid this session*price 1.1000"])
+    price = "1.1000" if len(ran) == 2 else "1.0000"
+    result.stdout.fnmatch_lines([f"*paid this session*price {price}"])
     # The workers' shared count goes away with the session.
     assert [path.name for path in scratch.iterdir()] == []
 
