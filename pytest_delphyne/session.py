@@ -371,18 +371,24 @@ class DelphyneSession:
     def ensure_worker_setup(
         self, binding: ExperimentBinding, experiment: Experiment[Any]
     ) -> None:
+        """Run `per_worker` if this process has not yet; raise what it raised."""
         key = binding.plan["key"]
-        if key not in self.workers_ready:
-            error: BaseException | None = None
-            if experiment.workers_setup is not None:
-                try:
-                    experiment.workers_setup.per_worker(self.setup_values.get(key))
-                except Exception as raised:
-                    error = raised
-            self.workers_ready[key] = error
+        self._set_up_worker(key, experiment)
         error = self.workers_ready[key]
         if error is not None:
             raise error
+
+    def _set_up_worker(self, key: str, experiment: Experiment[Any]) -> None:
+        if key in self.workers_ready:
+            return
+        error: BaseException | None = None
+        if experiment.workers_setup is not None:
+            try:
+                experiment.workers_setup.per_worker(self.setup_values.get(key))
+            except Exception as raised:
+                # Each config of this process then fails with it (`runtest`).
+                error = raised
+        self.workers_ready[key] = error
 
     def _align_last_failed(self, options: SelectionOptions) -> None:
         lfplugin = self.config.pluginmanager.get_plugin("lfplugin")
@@ -417,12 +423,19 @@ class DelphyneSession:
         }
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_finish(self) -> None:
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
         # The state, the plan and the items live as long as the session: taken out
         # of the garbage collector's sight, they are not traversed again by every
         # full collection while reports pile up (about a third of the plugin's
         # extra cost per config at 10,000 configs without workers).
         gc.freeze()
+        if self.config.getoption("collectonly"):
+            return
+        # `per_worker` runs as each worker starts, before its first config: also in
+        # a worker that xdist gives no config (SPEC §6: exactly once per worker).
+        for item in session.items:
+            if isinstance(item, ConfigItem) and item.action in ("run", "replay"):
+                self._set_up_worker(item.binding.plan["key"], item.experiment)
 
     def close(self) -> None:
         for generator in reversed(self.setup_teardowns):

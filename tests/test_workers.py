@@ -151,6 +151,19 @@ def test_common_runs_once_and_per_worker_once_in_each_worker(
     assert log.index(per_workers[0]) > log.index(commons[0])
 
 
+def test_per_worker_runs_in_every_worker_also_one_without_configs(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-n", "3", "-k", "x1 or x2"
+    )
+    result.assert_outcomes(passed=2)
+    per_workers = [entry for entry in setup_log(pytester) if entry[0] == "per_worker"]
+    # Two configs for three workers: each worker still set up, once.
+    assert len({pid for _, pid, _ in per_workers}) == len(per_workers) == 3
+
+
 def test_no_setup_when_every_config_is_done(pytester: pytest.Pytester) -> None:
     write_experiment(pytester)
     pytester.runpytest_subprocess("--delphyne-exp=exp.py").assert_outcomes(passed=6)
