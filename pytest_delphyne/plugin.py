@@ -130,6 +130,50 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Experiment files to run as tests, as with --delphyne-exp",
         default=[],
     )
+    parser.addini(
+        "delphyne_max_price",
+        type="string",
+        help="A spend cap for each session, as --delphyne-max-price",
+        default="",
+    )
+    parser.addini(
+        "delphyne_reuse_cache",
+        type="bool",
+        help="Let retried configs replay what their failed attempt paid for, as "
+        "--delphyne-reuse-cache",
+        default=False,
+    )
+    parser.addini(
+        "delphyne_log_level",
+        type="string",
+        help="Lowest level of the log messages kept, as --delphyne-log-level",
+        default="",
+    )
+
+
+def apply_ini_settings(config: pytest.Config) -> None:
+    """The ini file's settings, for the options the command line leaves unset (a
+    lab's spend cap in its pytest.ini, say); the command line wins."""
+    option = config.option
+    where = config.inipath or "the ini file"
+    price = str(config.getini("delphyne_max_price")).strip()
+    if option.delphyne_max_price is None and price:
+        try:
+            option.delphyne_max_price = float(price)
+        except ValueError:
+            raise pytest.UsageError(
+                f"delphyne_max_price in {where}: {price!r} is not a price"
+            ) from None
+    if not option.delphyne_reuse_cache and config.getini("delphyne_reuse_cache"):
+        option.delphyne_reuse_cache = True
+    level = str(config.getini("delphyne_log_level")).strip()
+    if option.delphyne_log_level is None and level:
+        if level not in LOG_LEVELS:
+            raise pytest.UsageError(
+                f"delphyne_log_level in {where}: {level!r} is not one of "
+                f"{', '.join(LOG_LEVELS)}"
+            )
+        option.delphyne_log_level = level
 
 
 def experiment_specs(config: pytest.Config) -> list[ExperimentSpec]:
@@ -173,6 +217,8 @@ def _freeze_at_exit() -> None:
 @pytest.hookimpl
 def pytest_configure(config: pytest.Config) -> None:
     specs = experiment_specs(config)
+    if specs:
+        apply_ini_settings(config)
     if not specs or config.getoption("help"):
         return
     # The session freezes what lives as long as it does (`gc.freeze`). Unfrozen by

@@ -585,6 +585,27 @@ def test_spend_cap_counts_what_every_xdist_worker_paid(
     assert [path.name for path in scratch.iterdir()] == []
 
 
+def test_spend_cap_from_the_ini_file_unless_the_command_line_says(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [1, 2, 3, 4])
+    pytester.makeini("[pytest]\ndelphyne_max_price = 0.9\n")
+    pytester.runpytest("--delphyne-exp=exp.py")
+    assert calls(pytester) == [1, 2]
+    # The command line wins over the ini file.
+    pytester.runpytest("--delphyne-exp=exp.py", "--delphyne-max-price=5")
+    assert calls(pytester) == [1, 2, 3, 4]
+
+
+def test_ini_setting_that_is_not_a_price_is_refused(pytester: pytest.Pytester) -> None:
+    write_experiment(pytester, [1])
+    pytester.makeini("[pytest]\ndelphyne_max_price = a lot\n")
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*delphyne_max_price in *: 'a lot' is not a price"])
+    assert calls(pytester) == []
+
+
 def test_exitfirst_leaves_the_configs_not_started_todo(
     pytester: pytest.Pytester,
 ) -> None:
