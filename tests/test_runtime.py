@@ -78,6 +78,49 @@ def test_identical_computes_replay_in_order_without_calling(
     assert report.differences == ()
 
 
+class EchoClient:
+    """A client of the user's own (a tool server, another vendor's SDK): the
+    environment caches it as it caches chat requests."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+
+    def ask(self, env: Environment, question: str) -> str:
+        request = {"question": question, "style": "terse"}
+
+        def send() -> str:
+            self.requests.append(request)
+            return question.upper()
+
+        call = env.cached_call("echo.ask", request, send)
+        env.spend(num_requests=1, price=0.25, replayed=call.hit)
+        answer: str = call.value
+        return answer
+
+
+def test_a_users_client_is_recorded_and_replayed_through_cached_call(
+    tmp_path: Path,
+) -> None:
+    client = EchoClient()
+
+    def program(env: Environment) -> Outcome:
+        return Outcome(True, [client.ask(env, "hi"), client.ask(env, "there")])
+
+    record = execute(lambda: Run(program), _options(tmp_path))
+    assert record.values == ["HI", "THERE"]
+    assert len(client.requests) == 2
+    assert record.paid.price == 0.5
+    cached = (tmp_path / layout.CACHE_FILE).read_text()
+    assert '"question":"hi"' in cached
+    assert '"THERE"' in cached
+    # The replay answers from the file: the client is not asked, nothing is paid.
+    report = replay(lambda: Run(program), tmp_path)
+    assert report.matches
+    assert len(client.requests) == 2
+    assert report.replayed.paid.price == 0.0
+    assert report.replayed.spent.price == 0.5
+
+
 def test_replay_of_a_call_not_recorded_fails_naming_it(tmp_path: Path) -> None:
     execute(lambda: Run(draw_many, {"n": 2}), _options(tmp_path))
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
