@@ -454,11 +454,7 @@ class ExperimentCLI:
             # The code lists configs the state lacks, and a run holds the lock:
             # reading needs no lock, so say what the state holds, and how many more
             # the next run will name.
-            state = experiment.load_state()
-            name_of = state.inverse_mapping()
-            unnamed = sum(
-                name_of(config) is None for config in experiment.configs or ()
-            )
+            _, unnamed = experiment.names_in_state()
             if not unnamed:
                 raise
             holder = locked.holder.describe() if locked.holder else "another process"

@@ -316,6 +316,19 @@ class Experiment(Generic[C]):
             return loaded[1]
         return self.codec.dump(params)
 
+    def names_in_state(self) -> tuple[list[str], int]:
+        """The state's names of the configs of `configs` it has, in order, and how
+        many it lacks (`load()` would name and add them, which takes the lock:
+        readers call this instead while a run holds it).
+
+        Raises:
+            StateFileError: there is no state yet.
+        """
+        name_of = self.load_state().inverse_mapping()
+        found = [name_of(config) for config in self.configs or ()]
+        names = [name for name in found if name is not None]
+        return names, len(found) - len(names)
+
     def config_names(self) -> list[str]:
         """The name of each config of `configs`, in order; without `configs`, the
         name of each config of the state.

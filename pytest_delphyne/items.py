@@ -31,6 +31,7 @@ from pytest_delphyne.workers import (
     ExperimentPlan,
     ResultPayload,
     encode_result,
+    is_same_file,
 )
 
 if TYPE_CHECKING:
@@ -204,11 +205,7 @@ class ExperimentBinding:
 
 def sees_output_dir(plan: ExperimentPlan) -> bool:
     """Whether this process sees the same output directory as the controller."""
-    try:
-        stat = Path(plan["output_dir"]).stat()
-    except OSError:
-        return False
-    return [stat.st_dev, stat.st_ino] == plan["output_dir_id"]
+    return is_same_file(Path(plan["output_dir"]), plan["output_dir_id"])
 
 
 def _is_plugin_frame(entry: TracebackEntry) -> bool:

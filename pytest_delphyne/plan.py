@@ -19,7 +19,7 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment
-from pytest_delphyne.workers import ExperimentPlan, PlannedConfig
+from pytest_delphyne.workers import ExperimentPlan, PlannedConfig, file_identity
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -196,13 +196,12 @@ def build_plan(
         if info.status == "failed":
             stored_failures[name] = stored_traceback(experiment, name)
     output_dir = experiment.absolute_output_dir
-    stat = output_dir.stat()
     plan = ExperimentPlan(
         key=f"{spec.path}::{attr}",
         file=file_id(spec.path, rootpath),
         attr=attr,
         output_dir=str(output_dir),
-        output_dir_id=[stat.st_dev, stat.st_ino],
+        output_dir_id=file_identity(output_dir),
         configs=configs,
         stored_failures=stored_failures,
         orphans=[name for name in state.configs if name not in listed],

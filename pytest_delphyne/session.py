@@ -59,8 +59,9 @@ from pytest_delphyne.workers import (
     decode_plans,
     die_with_controller,
     dump_setup_value,
+    is_same_file,
+    item_id_prefix,
     load_setup_value,
-    shared_file,
     worker_input,
 )
 
@@ -83,7 +84,6 @@ def _lastfailed_key(nodeid: str) -> object:
     return NodeId.parse(nodeid)
 
 
-# What a run needs at least to write a config's files and record it.
 UNNAMED_PLAN_MESSAGE = (
     "delphyne: {count} more configs listed by the code are not in the state yet: "
     "the run in progress holds the lock, and a run names them when it starts"
@@ -92,6 +92,7 @@ UNFIT_CONFIGS_MESSAGE = (
     "the stored params of {count} configs no longer fit {class_name}; change the "
     "class or the state:{configs}"
 )
+# What a run needs at least to write a config's files and record it.
 ROOM_NEEDED = 64 * 1024
 
 
@@ -121,7 +122,6 @@ def check_room(output_dir: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
-# eq=False keeps identity hashing: pluggy keeps registered plugins in sets.
 def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str:
     """Every config whose stored params no longer fit, not only the first found."""
     try:
@@ -137,6 +137,7 @@ def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str
     )
 
 
+# eq=False keeps identity hashing: pluggy keeps registered plugins in sets.
 @dataclass(eq=False)
 class DelphyneSession:
     """Everything one process knows of this session's experiments.
@@ -194,7 +195,9 @@ class DelphyneSession:
         else:
             die_with_controller()
             self.plans = decode_plans(workerinput[PLANS_KEY])
-            self.meter.ledger = shared_file(workerinput.get(SPEND_LEDGER_KEY))
+            ledger = workerinput.get(SPEND_LEDGER_KEY)
+            if ledger is not None and is_same_file(Path(ledger[0]), ledger[1]):
+                self.meter.ledger = Path(ledger[0])
             self.setup_values = {
                 key: load_setup_value(data)
                 for key, data in workerinput[SETUP_VALUES_KEY].items()
@@ -252,6 +255,7 @@ class DelphyneSession:
                     locked.add(output_dir)
                     check_room(output_dir)
                 names: list[str] | None = None
+                unnamed = 0
                 with warnings.catch_warnings():
                     # The plan reports these configs itself (`--co` lists them).
                     warnings.simplefilter("ignore", UnlistedConfigsWarning)
@@ -262,10 +266,12 @@ class DelphyneSession:
                             raise
                         # `--co` during a run, the code listing configs the state
                         # lacks: reading needs no lock, naming them does.
-                        names = self._named_configs(experiment, spec.path, attr)
+                        names, unnamed = experiment.names_in_state()
                 plan, by_name = build_plan(
                     experiment, spec, attr, config.rootpath, names
                 )
+                if unnamed:
+                    self.unnamed[plan["key"]] = unnamed
             except (DelphyneError, OSError) as error:
                 # A corrupt state, a config that no longer fits, a run in progress,
                 # a full disk: the user's to fix, so a usage error rather than a crash.
@@ -343,15 +349,6 @@ class DelphyneSession:
                 "delphyne-report",
             )
 
-    def _named_configs(
-        self, experiment: Experiment[Any], path: Path, attr: str
-    ) -> list[str]:
-        name_of = experiment.load_state().inverse_mapping()
-        found = [name_of(listed) for listed in experiment.configs or ()]
-        names = [name for name in found if name is not None]
-        self.unnamed[f"{path}::{attr}"] = len(found) - len(names)
-        return names
-
     def _make_spend_ledger(self) -> Path:
         # Where the workers of this machine count what the session paid (see
         # `SpendMeter`); removed when the session ends.
@@ -396,10 +393,9 @@ class DelphyneSession:
             return
         for bindings in self.bindings.values():
             for binding in bindings:
+                prefix = item_id_prefix(binding.plan)
                 for planned in binding.plan["configs"]:
-                    nodeid = (
-                        f"{binding.plan['file']}::{binding.attr}[{planned['name']}]"
-                    )
+                    nodeid = f"{prefix}{planned['name']}]"
                     status = planned["status"]
                     retry = status == "failed" or (
                         status == "todo" and options.last_failed
@@ -516,7 +512,7 @@ class DelphyneSession:
         self.plan_shown = True
         selected: set[tuple[str, str]] = set()
         for plan in self.plans:
-            prefix = f"{plan['file']}::{plan['attr']}["
+            prefix = item_id_prefix(plan)
             selected.update(
                 (plan["key"], nodeid[len(prefix) : -1])
                 for nodeid in ids

@@ -522,22 +522,9 @@ class StateStore(Generic[C]):
         signature = self._signature()
         if self._cached is not None and self._cached[0] == signature:
             return self._cached[1].copy()
-        try:
-            raw = self.state_file.read_bytes()
-        except FileNotFoundError:
-            raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
-        digest = hashlib.sha256(raw).hexdigest()
-        data = self._read_index(digest)
-        text: str | bytes = raw
-        if data is None:
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                problem = NOT_UTF8_PROBLEM.format(problem=exc)
-                raise StateFileError(self.state_file, problem) from None
-            data = _parse_yaml(text, self.state_file)
+        data, text, digest = self._read_data()
         state = state_from_data(data, self.state_file, self.codec, text)
-        if text is not raw:
+        if isinstance(text, str):
             # Edited by hand (or written before indexes existed): index it now, so
             # that only the first load after an edit pays for the YAML parser.
             self._write_index(data, digest)
@@ -556,13 +543,7 @@ class StateStore(Generic[C]):
         Raises:
             StateFileError: no state file, or an unreadable one.
         """
-        try:
-            raw = self.state_file.read_bytes()
-        except FileNotFoundError:
-            raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
-        data = self._read_index(hashlib.sha256(raw).hexdigest())
-        if data is None:
-            data = _parse_yaml(raw.decode("utf-8", errors="replace"), self.state_file)
+        data, _, _ = self._read_data()
         entries = data.get("configs") if isinstance(data, dict) else None
         unfit: list[ConfigParamsError] = []
         for name, entry in (entries if isinstance(entries, dict) else {}).items():
@@ -573,6 +554,29 @@ class StateStore(Generic[C]):
             except ConfigParamsError as error:
                 unfit.append(error)
         return unfit
+
+    def _read_data(self) -> tuple[object, str | bytes, str]:
+        """The plain data of `experiment.yaml` (from the index while it matches the
+        YAML's bytes), the text it came from (the YAML's `str` when it was parsed,
+        its bytes otherwise: only read to name an error's line) and their digest.
+
+        Raises:
+            StateFileError: no state file, or one that is not UTF-8 or not YAML.
+        """
+        try:
+            raw = self.state_file.read_bytes()
+        except FileNotFoundError:
+            raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
+        digest = hashlib.sha256(raw).hexdigest()
+        data = self._read_index(digest)
+        if data is not None:
+            return data, raw, digest
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = NOT_UTF8_PROBLEM.format(problem=exc)
+            raise StateFileError(self.state_file, problem) from None
+        return _parse_yaml(text, self.state_file), text, digest
 
     def _read_index(self, digest: str) -> object | None:
         # Trusted only while it names the exact bytes of experiment.yaml: any edit

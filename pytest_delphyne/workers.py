@@ -117,22 +117,25 @@ def decode_plans(text: str) -> list[ExperimentPlan]:
     return cast("list[ExperimentPlan]", json.loads(text))
 
 
-def file_identity(path: Path) -> list[object]:
-    """`path` as a worker can check it sees the very same file: path, device, inode."""
+def file_identity(path: Path) -> list[int]:
+    """What identifies `path` across processes of one machine: device and inode."""
     stat = path.stat()
-    return [str(path), stat.st_dev, stat.st_ino]
+    return [stat.st_dev, stat.st_ino]
 
 
-def shared_file(identity: list[object] | None) -> Path | None:
-    """The file `file_identity` names, if this process sees that very file."""
-    if identity is None:
-        return None
-    path = Path(cast("str", identity[0]))
+def is_same_file(path: Path, identity: list[int]) -> bool:
+    """Whether this process sees at `path` the very file `file_identity` identified (a
+    worker on another machine, or in another mount namespace, does not)."""
     try:
-        stat = path.stat()
+        return file_identity(path) == identity
     except OSError:
-        return None
-    return path if [stat.st_dev, stat.st_ino] == identity[1:] else None
+        return False
+
+
+def item_id_prefix(plan: ExperimentPlan) -> str:
+    """The start of the node id of each config item of the plan's experiment, which
+    ends with `<config name>]`."""
+    return f"{plan['file']}::{plan['attr']}["
 
 
 def worker_input(config: pytest.Config) -> dict[str, Any] | None:
@@ -240,7 +243,10 @@ class XdistHooks:
         node.workerinput[PLANS_KEY] = self._plans_text
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
         if self.spend_ledger is not None:
-            node.workerinput[SPEND_LEDGER_KEY] = file_identity(self.spend_ledger)
+            node.workerinput[SPEND_LEDGER_KEY] = [
+                str(self.spend_ledger),
+                file_identity(self.spend_ledger),
+            ]
 
     @pytest.hookimpl
     def pytest_handlecrashitem(
