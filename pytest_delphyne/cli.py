@@ -1,4 +1,4 @@
-"""The experiment's own command line, and the `pytest.main` call behind `resume()`.
+"""The experiment's own command line (`experiment.run_cli()`).
 
 An experiment file ending with `experiment.run_cli()` becomes a program:
 
@@ -9,45 +9,32 @@ An experiment file ending with `experiment.run_cli()` becomes a program:
     python exp.py force-summary --add-timing
     python exp.py report --output report.html --group-by model
 
-`run` and `Experiment.resume()` run configs the one way there is: through the pytest
-plugin, in a `pytest.main` call. The other commands read the state and the config
-files directly.
+`run` goes through the launcher (`launcher.py`), as `Experiment.resume()` does: configs
+run one way, through the pytest plugin. The other commands are `Experiment` methods
+that read the state and the config files directly; `COMMANDS` maps each command to
+its method.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import os
 import sys
-import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-import pytest
-
-from pytest_delphyne import layout
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.launcher import RunRequest, run_experiment
 from pytest_delphyne.lock import ExperimentLockedError
-from pytest_delphyne.plan import ProvidedExperiment
-from pytest_delphyne.recorder import Recorder, describe_budget, total_spent
+from pytest_delphyne.recorder import describe_budget, total_spent
+from pytest_delphyne.settings import RunSettings
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pytest_delphyne.experiment import Experiment
 
-NOT_IN_A_FILE_MESSAGE = (
-    "Experiment.resume() needs an experiment defined in a Python file; this one was "
-    "created in an interactive session"
-)
-NOT_AT_MODULE_LEVEL_MESSAGE = (
-    "{file} holds no module-level name for this experiment; assign it to one (for "
-    "example `experiment = Experiment(...)`) so that pytest can collect it"
-)
 STATUS_MESSAGE = (
     "Experiment {name}({output_dir}):\n"
     "  - {todo} configurations to do\n"
@@ -55,207 +42,10 @@ STATUS_MESSAGE = (
     "  - {failed} configurations failed\n"
     "  - spent: {spent}"
 )
-SNAPSHOT_MESSAGE = "delphyne: snapshot written to {path}"
 UNNAMED_CONFIGS_MESSAGE = (
     "  - {count} more configurations listed by the code, not in the state yet: "
     "a run names them when it starts (the experiment is being run by {holder})"
 )
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """How to run an experiment's pending configs.
-
-    Attributes:
-        max_workers: Worker processes (xdist's `-n`); 1 runs in this process.
-        retry_errors: Also rerun the failed configs (pytest's `--lf`).
-        interactive: Pressing Enter prints elapsed times and writes a snapshot.
-        quiet: Less progress output (`-q`).
-        cache, log, raw_trace, browsable_trace, verbose_snapshots: Overrides of the
-            experiment's settings; `None` keeps them.
-        log_level: Override of the experiment's log level.
-    """
-
-    max_workers: int = 1
-    retry_errors: bool = False
-    interactive: bool = False
-    quiet: bool = False
-    cache: bool | None = None
-    log: bool | None = None
-    log_level: str | None = None
-    raw_trace: bool | None = None
-    browsable_trace: bool | None = None
-    verbose_snapshots: bool | None = None
-
-
-def locate_experiment(experiment: Experiment[Any]) -> tuple[Path, str]:
-    """The file defining `experiment`, and the module-level name that holds it."""
-    file = experiment.defined_in
-    if file is None:
-        raise DelphyneError(NOT_IN_A_FILE_MESSAGE)
-    file = file.resolve()
-    for module in list(sys.modules.values()):
-        module_file = getattr(module, "__file__", None)
-        if module_file is None or Path(module_file).resolve() != file:
-            continue
-        for name, value in vars(module).items():
-            if value is experiment:
-                return file, name
-    raise DelphyneError(NOT_AT_MODULE_LEVEL_MESSAGE.format(file=file))
-
-
-def pytest_arguments(
-    file: Path, attr: str, output_dir: Path, request: RunRequest
-) -> list[str]:
-    """The pytest command line that runs the experiment as `request` asks."""
-    arguments = [
-        f"--delphyne-exp={file}::{attr}",
-        # The file as the positional path: collect it alone, whatever `testpaths` the
-        # surrounding project configures.
-        str(file),
-        f"--rootdir={file.parent}",
-        # pytest's own cache belongs with the experiment, not in the working directory.
-        "-o",
-        f"cache_dir={output_dir / '.pytest_cache'}",
-    ]
-    if request.max_workers > 1:
-        arguments += ["-n", str(request.max_workers)]
-    if request.retry_errors:
-        arguments.append("--lf")
-    if request.quiet:
-        arguments.append("-q")
-    for name, value in (
-        ("cache", request.cache),
-        ("log", request.log),
-        ("raw-trace", request.raw_trace),
-        ("browsable-trace", request.browsable_trace),
-        ("verbose-snapshots", request.verbose_snapshots),
-    ):
-        if value is not None:
-            arguments.append(f"--delphyne-{name}" if value else f"--delphyne-no-{name}")
-    if request.log_level is not None:
-        arguments.append(f"--delphyne-log-level={request.log_level}")
-    return arguments
-
-
-def run_experiment(experiment: Experiment[Any], request: RunRequest) -> int:
-    """Run the experiment's pending configs through the pytest plugin.
-
-    Returns:
-        pytest's exit code.
-    """
-    file, attr = locate_experiment(experiment)
-    plugins: list[object] = [ProvidedExperiment(file, attr, experiment)]
-    if request.interactive:
-        plugins.append(InteractiveSnapshots(experiment))
-    arguments = pytest_arguments(file, attr, experiment.absolute_output_dir, request)
-    return int(pytest.main(arguments, plugins=plugins))
-
-
-class InteractiveSnapshots:
-    """Pressing Enter prints each running config's elapsed time and writes a snapshot
-    of the running configs under `<output_dir>/snapshots/<timestamp>/`.
-
-    The standard input is duplicated when this plugin is created, before pytest's
-    capture replaces it, and read by a daemon thread for the whole session.
-    """
-
-    def __init__(self, experiment: Experiment[Any]):
-        self.experiment = experiment
-        self.config: pytest.Config | None = None
-        self._input: IO[str] | None = None
-        if sys.stdin is not None and not sys.stdin.closed:
-            self._input = os.fdopen(os.dup(sys.stdin.fileno()), "r")
-
-    @pytest.hookimpl
-    def pytest_configure(self, config: pytest.Config) -> None:
-        self.config = config
-        if self._input is not None:
-            threading.Thread(target=self._listen, daemon=True).start()
-
-    def _listen(self) -> None:
-        assert self._input is not None
-        for _ in self._input:
-            self.snapshot()
-
-    def running(self) -> dict[str, datetime]:
-        """The configs running now, with their start times."""
-        assert self.config is not None
-        recorder = self.config.pluginmanager.get_plugin("delphyne-recorder")
-        if not isinstance(recorder, Recorder):
-            return {}
-        return {
-            name: start
-            for exp in recorder.experiments.values()
-            for name, start in list(exp.running.items())
-        }
-
-    def snapshot(self) -> Path:
-        """Print the running configs' elapsed times and write a snapshot."""
-        assert self.config is not None
-        now = datetime.now(UTC)
-        running = sorted(self.running().items(), key=lambda item: item[1])
-        lines = [
-            f"{name}: running for {(now - start).total_seconds():.1f} s"
-            for name, start in running
-        ] or ["no config is running"]
-        self._print(["", *(f"delphyne: {line}" for line in lines)])
-        # The command line wins over the experiment's own setting.
-        chosen = self.config.getoption("delphyne_verbose_snapshots", None)
-        verbose = bool(self.experiment.verbose_snapshots if chosen is None else chosen)
-        directory = (
-            self.experiment.absolute_output_dir
-            / layout.SNAPSHOTS_DIR
-            / now.strftime("%Y-%m-%dT%H-%M-%S-%f")
-        )
-        directory.mkdir(parents=True, exist_ok=True)
-        status = self.experiment.get_status()
-        index = [
-            f"# Snapshot of {self.experiment.name or 'the experiment'} at "
-            f"{now.isoformat()}",
-            "",
-            f"{status['done']} done, {status['failed']} failed, "
-            f"{status['todo']} todo; {len(running)} running.",
-            "",
-            "| config | started | elapsed (s) |",
-            "|---|---|---|",
-            *(
-                f"| [{name}]({name}.md) | {start.isoformat()} | "
-                f"{(now - start).total_seconds():.1f} |"
-                for name, start in running
-            ),
-        ]
-        (directory / "index.md").write_text("\n".join(index) + "\n")
-        for name, start in running:
-            details = [
-                f"# {name}",
-                "",
-                f"- status: running since {start.isoformat()}",
-                f"- elapsed: {(now - start).total_seconds():.1f} s",
-            ]
-            log = self.experiment.config_dir(name) / layout.LOG_FILE
-            if verbose and log.exists():
-                tail = log.read_text(errors="replace").splitlines()[-20:]
-                details += ["", "## Recent log", "", "```", *tail, "```"]
-            (directory / f"{name}.md").write_text("\n".join(details) + "\n")
-        self._print([SNAPSHOT_MESSAGE.format(path=directory)])
-        return directory
-
-    def _print(self, lines: list[str]) -> None:
-        assert self.config is not None
-        writer = self.config.get_terminal_writer()
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        # While a config runs, pytest captures the terminal's file descriptor: step
-        # out of the capture to write, as pytest's live logging does.
-        suspended = (
-            capture.global_and_fixture_disabled()
-            if capture is not None
-            else contextlib.nullcontext()
-        )
-        with suspended:
-            for line in lines:
-                writer.line(line)
-            writer.flush()
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -411,36 +201,33 @@ class ExperimentCLI:
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Run one command; return the process's exit code."""
         prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else None
-        arguments = self.parser(prog).parse_args(argv)
-        command = arguments.command or "run"
+        parser = self.parser(prog)
+        arguments = parser.parse_args(argv)
+        if arguments.command is None:
+            arguments = parser.parse_args(["run"])
+        # argparse accepts only the commands of the table: none reaches another method.
+        command = COMMANDS[arguments.command]
         try:
-            if command == "run":
-                return self.run(arguments)
-            if command == "status":
-                return self.status()
-            if command == "replay":
-                return self.replay(arguments.config)
-            if command in ("clean-index", "clean_index"):
-                return self.clean_index()
-            if command == "report":
-                return self.report(arguments.output, arguments.group_by)
-            return self.force_summary(add_timing=arguments.add_timing)
+            return command(self, arguments)
         except DelphyneError as error:
             print(f"{prog or 'experiment'}: error: {error}", file=sys.stderr)
             return 2
 
     def run(self, arguments: argparse.Namespace) -> int:
         """Start or resume the experiment."""
+        settings = RunSettings(
+            cache_requests=arguments.cache,
+            log_level=arguments.log_level,
+            export_log=arguments.log,
+            export_raw_trace=arguments.raw_trace,
+            export_browsable_trace=arguments.browsable_trace,
+            verbose_snapshots=arguments.verbose_snapshots,
+        )
         request = RunRequest(
-            max_workers=getattr(arguments, "max_workers", 1),
-            retry_errors=getattr(arguments, "retry_errors", False),
-            interactive=getattr(arguments, "interactive", False),
-            cache=getattr(arguments, "cache", None),
-            log=getattr(arguments, "log", None),
-            log_level=getattr(arguments, "log_level", None),
-            raw_trace=getattr(arguments, "raw_trace", None),
-            browsable_trace=getattr(arguments, "browsable_trace", None),
-            verbose_snapshots=getattr(arguments, "verbose_snapshots", None),
+            max_workers=arguments.max_workers,
+            retry_errors=arguments.retry_errors,
+            interactive=arguments.interactive,
+            settings=settings,
         )
         return run_experiment(self.experiment, request)
 
@@ -506,3 +293,22 @@ class ExperimentCLI:
         path = self.experiment.report(output, group_by=group_by)
         print(f"Report written to {path}")
         return 0
+
+
+CommandHandler = Callable[[ExperimentCLI, argparse.Namespace], int]
+
+COMMANDS: dict[str, CommandHandler] = {
+    "run": ExperimentCLI.run,
+    "status": lambda cli, _: cli.status(),
+    "replay": lambda cli, arguments: cli.replay(arguments.config),
+    "clean-index": lambda cli, _: cli.clean_index(),
+    "force-summary": lambda cli, arguments: cli.force_summary(
+        add_timing=arguments.add_timing
+    ),
+    "report": lambda cli, arguments: cli.report(arguments.output, arguments.group_by),
+}
+"""Each command of the CLI, and what it does; the parser offers these and no other
+(the reference's underscore spellings are aliases of the same entries)."""
+COMMANDS.update(
+    clean_index=COMMANDS["clean-index"], force_summary=COMMANDS["force-summary"]
+)

@@ -28,6 +28,7 @@ from pytest_delphyne.identity import (
     validate_config_name,
 )
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
+from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.state import (
     STATUSES,
     ConfigInfo,
@@ -227,6 +228,18 @@ class Experiment(Generic[C]):
     def codec(self) -> ConfigCodec[C]:
         """The codec of `config_class` (plain data, canonical keys)."""
         return codec_for(self.config_class)
+
+    @property
+    def settings(self) -> RunSettings:
+        """The experiment's own settings of its configs' runs (`None`: the `Run`'s)."""
+        return RunSettings(
+            cache_requests=self.cache_requests,
+            log_level=self.log_level,
+            export_log=self.export_log,
+            export_raw_trace=self.export_raw_trace,
+            export_browsable_trace=self.export_browsable_trace,
+            verbose_snapshots=self.verbose_snapshots,
+        )
 
     @cached_property
     def store(self) -> StateStore[C]:
@@ -554,7 +567,7 @@ class Experiment(Generic[C]):
         """
         if _capturing_script_experiment:
             raise _ScriptExperimentFound(self)
-        from pytest_delphyne.cli import RunRequest, run_experiment
+        from pytest_delphyne.launcher import RunRequest, run_experiment
 
         return run_experiment(
             self,

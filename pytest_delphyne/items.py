@@ -1,32 +1,28 @@
 """The experiment-file collector, one test item per config, and what each item does.
 
-What an item does follows from its config's status and the command line (SPEC §5):
-
-| status | plain run | `--lf`   | `--ff`            | `--pdb` / `--delphyne-replay` |
-|--------|-----------|----------|-------------------|-------------------------------|
-| todo   | run       | run      | run, after failed | run (live: no cache yet)      |
-| done   | skip      | deselect | skip              | replay                        |
-| failed | report    | run      | run, first        | replay                        |
+What an item does, and in which cache mode, follows from its config's status and the
+command line: `selection.decide` (SPEC §5's table).
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.experiment import experiment_of_script
+from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.runtime import RunOptions, execute, replay
-from pytest_delphyne.workers import (
+from pytest_delphyne.selection import Decision, SelectionOptions, decide
+from pytest_delphyne.settings import RunSettings
+from pytest_delphyne.spend_cap import SPEND_CAP_REASON, SpendMeter
+from pytest_delphyne.wire import (
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
@@ -46,15 +42,10 @@ if TYPE_CHECKING:
     )
 
     from pytest_delphyne.cache import CacheMode
-    from pytest_delphyne.environment import LogLevel
     from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.runtime import Run, RunRecord
 
-Action = Literal["run", "skip", "report", "replay", "deselect"]
-T = TypeVar("T")
-
 DONE_REASON = "done"
-SPEND_CAP_REASON = "session spend cap of {cap} reached; the config stays todo"
 STORED_FAILURE_MESSAGE = (
     "config {name} failed in an earlier run; it is not rerun. "
     "Use --lf to retry the failed configs.\n\nStored traceback ({path}):\n\n{text}"
@@ -75,23 +66,6 @@ REMOTE_REPLAY_MESSAGE = (
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-@dataclass(frozen=True)
-class SelectionOptions:
-    """The command-line options that decide what each config does."""
-
-    last_failed: bool = False
-    failed_first: bool = False
-    replay: bool = False
-    reuse_cache: bool = False
-    max_price: float | None = None
-    # Overrides of the experiment's own settings; `None` keeps them.
-    cache_requests: bool | None = None
-    log_level: LogLevel | None = None
-    export_log: bool | None = None
-    export_raw_trace: bool | None = None
-    export_browsable_trace: bool | None = None
-
-
 bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
 """The experiments this process collects, by file (filled by the session)."""
 worker_setup_key = pytest.StashKey[
@@ -100,80 +74,12 @@ worker_setup_key = pytest.StashKey[
 """Runs `WorkersSetup.per_worker` once in this process (provided by the session)."""
 
 
-def _first(override: T | None, setting: T) -> T:
-    return setting if override is None else override
-
-
-def decide_action(status: str, options: SelectionOptions) -> Action:
-    """What a config with `status` does under `options` (the table above)."""
-    if status == "todo":
-        return "run"
-    if status == "done":
-        if options.replay:
-            return "replay"
-        return "deselect" if options.last_failed else "skip"
-    # failed
-    if options.replay:
-        return "replay"
-    if options.last_failed or options.failed_first:
-        return "run"
-    return "report"
-
-
 class StoredFailure(Exception):
     """A config that failed in an earlier run, reported without running it."""
 
 
 class ReplayMismatch(Exception):
     """A replay whose outcome differs from the recorded one."""
-
-
-@dataclass
-class SpendMeter:
-    """Price spent by the configs of this session, as this process knows it.
-
-    Without a ledger, what this process paid. Under xdist, the workers that see the
-    controller's temporary directory share a ledger, a file where each appends what
-    each config paid (one line, one `write`): a worker then checks the spend cap
-    against what the whole session paid, not only what it paid itself. A remote
-    worker has its own count, and the controller stops the session once the total
-    of the results it received reaches the cap.
-    """
-
-    price: float = 0.0
-    ledger: Path | None = None
-    _ledger_fd: int | None = field(default=None, init=False, repr=False)
-    _ledger_total: float = field(default=0.0, init=False, repr=False)
-    _ledger_offset: int = field(default=0, init=False, repr=False)
-    _partial_line: bytes = field(default=b"", init=False, repr=False)
-
-    def add(self, price: float) -> None:
-        """Count what one config paid."""
-        self.price += price
-        if self.ledger is not None:
-            os.write(self._fd(), f"{price!r}\n".encode())
-
-    def total(self) -> float:
-        """What the session paid so far, as far as this process can tell."""
-        if self.ledger is None:
-            return self.price
-        fd = self._fd()
-        while chunk := os.pread(fd, 65536, self._ledger_offset):
-            self._ledger_offset += len(chunk)
-            *lines, self._partial_line = (self._partial_line + chunk).split(b"\n")
-            self._ledger_total += sum(float(line) for line in lines if line)
-        return self._ledger_total
-
-    def _fd(self) -> int:
-        if self._ledger_fd is None:
-            assert self.ledger is not None
-            self._ledger_fd = os.open(self.ledger, os.O_RDWR | os.O_APPEND)
-        return self._ledger_fd
-
-    def close(self) -> None:
-        if self._ledger_fd is not None:
-            os.close(self._ledger_fd)
-            self._ledger_fd = None
 
 
 @dataclass
@@ -187,6 +93,7 @@ class ExperimentBinding:
             directory; when it does not, configs write to a scratch directory and their
             files travel back in the report.
         options: The selection options of the session.
+        settings: The command line's overrides of the experiment's settings.
         meter: This process's spending, checked against the spend cap.
         configs: Config objects by name, when this process already built them.
     """
@@ -195,6 +102,7 @@ class ExperimentBinding:
     plan: ExperimentPlan
     shares_output_dir: bool
     options: SelectionOptions
+    settings: RunSettings
     meter: SpendMeter
     configs: dict[str, Any] = field(default_factory=dict)
 
@@ -242,25 +150,6 @@ def describe_params(params: dict[str, Any]) -> str:
     return " ".join(f"{key}={value}" for key, value in params.items())
 
 
-@contextlib.contextmanager
-def session_long_lived() -> Iterator[None]:
-    """Build objects that live as long as the session: no automatic garbage
-    collection inside, and what exists afterwards is frozen out of the collector's
-    sight (`gc.freeze`; the session unfreezes it at its very end).
-
-    100,000 configs, plans or items are not cycles to collect, and each full
-    collection would scan them again: a fifth of the time spent collecting 100,000.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-        gc.freeze()
-
-
 class ExperimentModule(pytest.Module):
     """An experiment file: its configs are the items, not its functions."""
 
@@ -276,9 +165,14 @@ class ExperimentModule(pytest.Module):
                 # Defined under the script's `if __name__ == "__main__":`, which an
                 # import does not run (a worker of `Experiment.resume()`).
                 experiment = experiment_of_script(self.path)
+            # The command line's settings over the experiment's, once per experiment.
+            settings = binding.settings.over(experiment.settings)
+            caches_requests = bool(settings.cache_requests)
             for planned in binding.plan["configs"]:
                 name = planned["name"]
-                action = decide_action(planned["status"], binding.options)
+                decision = decide(
+                    planned["status"], binding.options, caches_requests=caches_requests
+                )
                 item_name = f"{binding.attr}[{name}]"
                 # An explicit nodeid keeps `[name]` a parameter suffix, as pytest parses
                 # the ids it stores in its last-failed cache.
@@ -290,7 +184,8 @@ class ExperimentModule(pytest.Module):
                     experiment=experiment,
                     config_name=name,
                     params=planned["params"],
-                    action=action,
+                    decision=decision,
+                    settings=settings,
                 )
                 yield item
 
@@ -310,7 +205,8 @@ class ConfigItem(pytest.Item):
         experiment: Experiment[Any],
         config_name: str,
         params: dict[str, Any],
-        action: Action,
+        decision: Decision,
+        settings: RunSettings,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -318,7 +214,11 @@ class ConfigItem(pytest.Item):
         self.experiment = experiment
         self.config_name = config_name
         self.params = params
-        self.action = action
+        self.decision = decision
+        self.action = decision.action
+        # The experiment's settings with the command line's overrides; `None`
+        # fields leave the `Run`'s own.
+        self.settings = settings
         self.junit_properties: list[tuple[str, object]] = []
         if self.config.option.keyword:
             # Only `-k` reads them: 100,000 configs need not pay for them otherwise.
@@ -359,28 +259,21 @@ class ConfigItem(pytest.Item):
     def _run_options(
         self, directory: Path, *, cache_mode: CacheMode, write_files: bool
     ) -> RunOptions:
-        experiment = self.experiment
-        chosen = self.binding.options
+        settings = self.settings
         return RunOptions(
             config_name=self.config_name,
             directory=directory,
             cache_mode=cache_mode,
-            log_level=_first(chosen.log_level, experiment.log_level),
-            export_log=_first(chosen.export_log, experiment.export_log),
-            export_raw_trace=_first(
-                chosen.export_raw_trace, experiment.export_raw_trace
-            ),
-            export_browsable_trace=_first(
-                chosen.export_browsable_trace, experiment.export_browsable_trace
-            ),
+            log_level=settings.log_level,
+            export_log=settings.export_log,
+            export_raw_trace=settings.export_raw_trace,
+            export_browsable_trace=settings.export_browsable_trace,
             params=self.params,
             write_files=write_files,
         )
 
     def _caches_requests(self) -> bool:
-        return _first(
-            self.binding.options.cache_requests, self.experiment.cache_requests
-        )
+        return bool(self.settings.cache_requests)
 
     def _run(self) -> None:
         binding = self.binding
@@ -394,17 +287,12 @@ class ConfigItem(pytest.Item):
             directory = config_dir
         else:
             directory = Path(tempfile.mkdtemp(prefix=f"delphyne-{self.config_name}-"))
-        cache_mode: CacheMode
-        if not self._caches_requests():
-            cache_mode = "off"
-        elif binding.options.reuse_cache:
-            cache_mode = "read_write"
-        else:
-            cache_mode = "create"
         try:
             record = execute(
                 self._run_factory(),
-                self._run_options(directory, cache_mode=cache_mode, write_files=True),
+                self._run_options(
+                    directory, cache_mode=self.decision.cache_mode, write_files=True
+                ),
             )
         except KeyboardInterrupt:
             # The config stays todo: its frames tell the user nothing, and a frame

@@ -1,145 +1,36 @@
 """From an experiment file to the plan every process agrees on.
 
-The controller imports each `--delphyne-exp` file, finds its `Experiment`, loads it
-(naming new configs) and turns it into an `ExperimentPlan`: the configs in the code's
+The controller loads each experiment (naming new configs) and turns it into an
+`ExperimentPlan`: the configs in the code's
 order, with their names, statuses and params, the stored tracebacks of failed ones, and
-the configs the state holds that the code no longer lists.
+the configs the state holds that the code no longer lists; and the lines that say,
+before anything runs, what the session will do with them.
 """
 
 from __future__ import annotations
 
 import os
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from pytest_delphyne import layout
-from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.experiment import Experiment
-from pytest_delphyne.workers import ExperimentPlan, PlannedConfig, file_identity
+from pytest_delphyne.items import describe_params
+from pytest_delphyne.selection import decide_action
+from pytest_delphyne.wire import ExperimentPlan, PlannedConfig, file_identity
 
 if TYPE_CHECKING:
-    from types import ModuleType
+    from collections.abc import Iterator, Sequence
 
-MISSING_FILE_MESSAGE = "--delphyne-exp: experiment file not found: {path}"
-IMPORT_FAILED_MESSAGE = "--delphyne-exp: importing {path} failed:\n{error}"
-NO_EXPERIMENT_MESSAGE = (
-    "--delphyne-exp: {path} defines no Experiment (found none among its "
-    "module attributes)"
-)
-AMBIGUOUS_MESSAGE = (
-    "--delphyne-exp: {path} defines several Experiments ({found}); "
-    "choose one with {path}::ATTR"
-)
-UNKNOWN_ATTRIBUTE_MESSAGE = (
-    "--delphyne-exp: {path} has no Experiment named {attr!r} "
-    "(Experiments found: {found})"
-)
+    from pytest_delphyne.discovery import ExperimentSpec
+    from pytest_delphyne.experiment import Experiment
+    from pytest_delphyne.selection import SelectionOptions
+
 STORED_FAILURE_TAIL_LINES = 60
 MISSING_DIRECTORY_MESSAGE = (
     "config {name} is done in {state_file}, but its directory {directory} is gone "
     "(deleted by hand?), with its result and cache. It is reported as failed, not "
     "rerun, and no summary is written without it; --lf runs it again"
 )
-
-
-@dataclass(frozen=True)
-class ExperimentSpec:
-    """A `--delphyne-exp` value: `PATH[::ATTR]`, the path made absolute.
-
-    Attributes:
-        text: The value as the user wrote it, for messages.
-        path: The experiment file, absolute.
-        attr: The module attribute holding the `Experiment`, when given.
-    """
-
-    text: str
-    path: Path
-    attr: str | None
-
-    @classmethod
-    def parse(cls, text: str, base: Path) -> ExperimentSpec:
-        path_text, separator, attr = text.partition("::")
-        path = (base / path_text).resolve()
-        return cls(text=text, path=path, attr=attr if separator else None)
-
-
-# eq=False: pluggy keeps plugins in sets, and an Experiment is not hashable.
-@dataclass(frozen=True, eq=False)
-class ProvidedExperiment:
-    """A live `Experiment` handed to the plugin, used instead of importing its file.
-
-    `Experiment.resume()` registers one through `pytest.main(plugins=[...])`: the
-    experiment may exist only in the running script (built under
-    `if __name__ == "__main__":`), which an import would not recreate.
-    """
-
-    path: Path
-    attr: str
-    experiment: Experiment[Any]
-
-
-def provided_experiment(
-    config: pytest.Config, spec: ExperimentSpec
-) -> tuple[str, Experiment[Any]] | None:
-    for plugin in config.pluginmanager.get_plugins():
-        if (
-            isinstance(plugin, ProvidedExperiment)
-            and plugin.path == spec.path
-            and spec.attr in (None, plugin.attr)
-        ):
-            return plugin.attr, plugin.experiment
-    return None
-
-
-def import_experiment(config: pytest.Config, spec: ExperimentSpec) -> ModuleType:
-    """Import an experiment file the way pytest imports test modules."""
-    from _pytest.pathlib import import_path
-
-    if not spec.path.is_file():
-        raise pytest.UsageError(MISSING_FILE_MESSAGE.format(path=spec.path))
-    try:
-        return import_path(
-            spec.path,
-            mode=config.getoption("importmode"),
-            root=config.rootpath,
-            consider_namespace_packages=config.getini("consider_namespace_packages"),
-        )
-    except DelphyneError as error:
-        # An experiment file refusing to start (say, no endpoint configured): its
-        # message is the whole story.
-        raise pytest.UsageError(f"--delphyne-exp={spec.text}: {error}") from error
-    except Exception as error:
-        raise pytest.UsageError(
-            IMPORT_FAILED_MESSAGE.format(
-                path=spec.path, error="".join(traceback.format_exception(error))
-            )
-        ) from error
-
-
-def find_experiment(module: ModuleType, spec: ExperimentSpec) -> tuple[str, Any]:
-    found = {
-        name: value
-        for name, value in vars(module).items()
-        if isinstance(value, Experiment)
-    }
-    listed = ", ".join(sorted(found)) or "none"
-    if spec.attr is not None:
-        if spec.attr not in found:
-            raise pytest.UsageError(
-                UNKNOWN_ATTRIBUTE_MESSAGE.format(
-                    path=spec.path, attr=spec.attr, found=listed
-                )
-            )
-        return spec.attr, found[spec.attr]
-    if not found:
-        raise pytest.UsageError(NO_EXPERIMENT_MESSAGE.format(path=spec.path))
-    if len(found) > 1:
-        raise pytest.UsageError(AMBIGUOUS_MESSAGE.format(path=spec.path, found=listed))
-    return next(iter(found.items()))
 
 
 def stored_traceback(experiment: Experiment[Any], name: str) -> str:
@@ -215,3 +106,73 @@ def file_id(path: Path, rootpath: Path) -> str:
         return "/".join(path.relative_to(rootpath).parts)
     except ValueError:
         return str(path)
+
+
+UNNAMED_PLAN_MESSAGE = (
+    "delphyne: {count} more configs listed by the code are not in the state yet: "
+    "the run in progress holds the lock, and a run names them when it starts"
+)
+
+
+def plan_lines(
+    plans: list[ExperimentPlan],
+    selected: set[tuple[str, str]],
+    options: SelectionOptions,
+    *,
+    unnamed: dict[str, int],
+    collect_only: bool,
+) -> list[str]:
+    """What this session does with each experiment's configs, as terminal lines.
+
+    Arguments:
+        plans: the session's plans.
+        selected: the (experiment key, config name) pairs left after `-k`, `-m`.
+        options: the session's selection options.
+        unnamed: by experiment key, configs the code lists that a run in progress
+            keeps this `--co` from naming.
+        collect_only: `--co`: each config's line too, with its params.
+    """
+    lines: list[str] = []
+    for plan in plans:
+        key = plan["key"]
+        decided = [
+            decide_action(planned["status"], options)
+            if (key, planned["name"]) in selected
+            else "deselect"
+            for planned in plan["configs"]
+        ]
+        actions: dict[str, int] = {}
+        for action in decided:
+            actions[action] = actions.get(action, 0) + 1
+        attr = plan["attr"]
+        summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())
+        lines.append(f"delphyne: {attr}: {len(plan['configs'])} configs ({summary})")
+        if actions.get("report"):
+            lines.append(
+                f"delphyne: {actions['report']} failed configs are reported from "
+                "the state without running; use --lf to retry them"
+            )
+        if unnamed.get(key):
+            lines.append(UNNAMED_PLAN_MESSAGE.format(count=unnamed[key]))
+        if plan["orphans"]:
+            lines.append(
+                f"delphyne: {len(plan['orphans'])} configs in the state are no "
+                "longer listed by the code (--co names them; the clean-index "
+                "command removes them)"
+            )
+        if collect_only and (plan["configs"] or plan["orphans"]):
+            # One block, written at once: 100,000 lines written one by one cost
+            # pytest's terminal writer half a second.
+            lines.append("\n".join(_collect_only_plan(plan, decided)))
+    return lines
+
+
+def _collect_only_plan(plan: ExperimentPlan, decided: Sequence[str]) -> Iterator[str]:
+    attr = plan["attr"]
+    for planned, action in zip(plan["configs"], decided, strict=True):
+        yield (
+            f"  {attr}[{planned['name']}] {planned['status']} -> {action}: "
+            f"{describe_params(planned['params'])}"
+        )
+    for name in plan["orphans"]:
+        yield f"  {name}: in the state but no longer listed by the code"

@@ -1,49 +1,70 @@
 """The `pytest11` entry point: options, and the session-wide objects they configure.
 
 `pytest --delphyne-exp=exp.py` makes each configuration of the experiment in `exp.py`
-a test item. The controller (the one process that is not an xdist worker) loads each
-experiment before anything is collected: it names new configs, holds the run lock and
-decides, from the state, what each config does (`session.py`). Workers receive that plan
-through `workerinput`, so every process collects the same items under the same names.
+a test item. `pytest_configure` reads the options once into two records (what each
+config does: `SelectionOptions`; the overrides of the experiments' settings:
+`RunSettings`), starts the session (`controller.py` on the controller, which loads each
+experiment and names new configs before anything is collected; `workers.start_worker`
+on an xdist worker, which receives the controller's plans through `workerinput`), and
+registers the plugin objects this process needs, each under its own stash key;
+`pytest_unconfigure` unregisters them.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
 import gc
-from typing import TYPE_CHECKING
+import os
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from pytest_delphyne.controller import Controller, SessionReports
+from pytest_delphyne.discovery import ExperimentSpec
 from pytest_delphyne.environment import LOG_LEVELS
-from pytest_delphyne.plan import ExperimentSpec
-from pytest_delphyne.session import (
-    DelphyneSession,
-    delphyne_session_key,
-    pdb_without_workers_key,
-)
+from pytest_delphyne.memory import freeze_at_exit, session_long_lived
+from pytest_delphyne.recorder import Recorder
+from pytest_delphyne.selection import SelectionOptions
+from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
+from pytest_delphyne.settings import RunSettings
+from pytest_delphyne.snapshots import InteractiveSnapshots
+from pytest_delphyne.wire import worker_input
+from pytest_delphyne.workers import XdistHooks, start_worker
 
 if TYPE_CHECKING:
     from collections.abc import Generator
 
+T = TypeVar("T")
 
-# Experiment settings the command line overrides: option name, dest, help.
-OVERRIDDEN_SETTINGS = [
-    ("cache", "delphyne_cache_requests", "Record and replay oracle calls"),
-    ("log", "delphyne_export_log", "Write each config's log.txt"),
-    ("raw-trace", "delphyne_export_raw_trace", "Write each config's trace.yaml"),
+session_key = pytest.StashKey[DelphyneSession]()
+controller_key = pytest.StashKey[Controller]()
+xdist_hooks_key = pytest.StashKey[XdistHooks]()
+recorder_key = pytest.StashKey[Recorder]()
+reports_key = pytest.StashKey[SessionReports]()
+snapshots_key = pytest.StashKey[InteractiveSnapshots]()
+interactive_input_key = pytest.StashKey[IO[str]]()
+
+# Each registered object's stash key and plugin name, in the order of registration.
+_PLUGIN_KEYS: tuple[tuple[pytest.StashKey[Any], str], ...] = (
+    (session_key, "delphyne-session"),
+    (xdist_hooks_key, "delphyne-xdist"),
+    (recorder_key, "delphyne-recorder"),
+    (reports_key, "delphyne-report"),
+    (snapshots_key, "delphyne-snapshots"),
+)
+
+# The settings of `RunSettings` the command line overrides, as on/off options: the
+# setting, its option's name, help.
+SETTING_OPTIONS = (
+    ("cache_requests", "cache", "Record and replay oracle calls"),
+    ("export_log", "log", "Write each config's log.txt"),
+    ("export_raw_trace", "raw-trace", "Write each config's trace.yaml"),
+    ("export_browsable_trace", "browsable-trace", "Write each config's trace.html"),
     (
-        "browsable-trace",
-        "delphyne_export_browsable_trace",
-        "Write each config's trace.html",
-    ),
-    (
+        "verbose_snapshots",
         "verbose-snapshots",
-        "delphyne_verbose_snapshots",
         "Put each running config's recent log in interactive snapshots",
     ),
-]
+)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -83,7 +104,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Let retried configs replay the calls their failed attempt recorded "
         "instead of paying for them again",
     )
-    for name, dest, what in OVERRIDDEN_SETTINGS:
+    for setting, name, what in SETTING_OPTIONS:
+        dest = f"delphyne_{setting}"
         group.addoption(
             f"--delphyne-{name}",
             action="store_true",
@@ -105,6 +127,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         choices=LOG_LEVELS,
         help="Lowest level of the log messages kept, whatever the experiment says",
+    )
+    group.addoption(
+        "--delphyne-interactive",
+        action="store_true",
+        dest="delphyne_interactive",
+        default=False,
+        help="Pressing Enter prints each running config's elapsed time and writes "
+        "a snapshot of the running configs under the output directory",
     )
     group.addoption(
         "--delphyne-report",
@@ -187,6 +217,52 @@ def experiment_specs(config: pytest.Config) -> list[ExperimentSpec]:
     return [ExperimentSpec.parse(text, base) for text in from_ini]
 
 
+def selection_options(config: pytest.Config) -> SelectionOptions:
+    """What decides each config's action, from the command line and the ini file."""
+    return SelectionOptions(
+        # The cache provider defines these; `-p no:cacheprovider` removes them.
+        last_failed=bool(config.getoption("lf", False)),
+        failed_first=bool(config.getoption("failedfirst", False)),
+        replay=bool(config.getoption("usepdb"))
+        or bool(config.getoption("delphyne_replay")),
+        reuse_cache=bool(config.getoption("delphyne_reuse_cache")),
+        max_price=config.getoption("delphyne_max_price"),
+    )
+
+
+def command_line_settings(config: pytest.Config) -> RunSettings:
+    """The command line's (and the ini file's) overrides of the experiments'
+    settings."""
+    values = {
+        setting: config.getoption(f"delphyne_{setting}")
+        for setting, _, _ in SETTING_OPTIONS
+    }
+    return RunSettings(log_level=config.getoption("delphyne_log_level"), **values)
+
+
+def settings_arguments(settings: RunSettings) -> list[str]:
+    """The command-line options that give `settings` (the launcher's `run`)."""
+    arguments: list[str] = []
+    for setting, name, _ in SETTING_OPTIONS:
+        value = getattr(settings, setting)
+        if value is not None:
+            arguments.append(f"--delphyne-{name}" if value else f"--delphyne-no-{name}")
+    if settings.log_level is not None:
+        arguments.append(f"--delphyne-log-level={settings.log_level}")
+    return arguments
+
+
+# wrapper, tryfirst: around pytest's capture plugin, which replaces the standard input
+# when it starts capturing here; interactive snapshots read the real one.
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_load_initial_conftests(
+    early_config: pytest.Config,
+) -> Generator[None, None, None]:
+    if getattr(early_config.known_args_namespace, "delphyne_interactive", False):
+        early_config.stash[interactive_input_key] = os.fdopen(os.dup(0), "r")
+    return (yield)
+
+
 # wrapper: must run before xdist's own `pytest_cmdline_main`, which refuses --pdb
 # together with -n.
 @pytest.hookimpl(wrapper=True)
@@ -203,15 +279,11 @@ def pytest_cmdline_main(config: pytest.Config) -> Generator[None, object, object
     return (yield)
 
 
-@functools.cache
-def _freeze_at_exit() -> None:
-    # When the process ends, nothing is left worth collecting: frozen, the objects
-    # of the session are skipped by the interpreter's last collection. That shutdown
-    # took 0.7 s of a 10,000-config run, in each xdist worker (which the controller
-    # waits for) and in the controller. Python promises no finalizer to objects
-    # still alive at exit anyway, and the plugin's files are all closed by then
-    # (the journal is written unbuffered, a config's files when it ends).
-    atexit.register(gc.freeze)
+def _register(config: pytest.Config, key: pytest.StashKey[T], plugin: T) -> T:
+    name = dict(_PLUGIN_KEYS)[key]
+    config.stash[key] = plugin
+    config.pluginmanager.register(plugin, name)
+    return plugin
 
 
 @pytest.hookimpl
@@ -226,25 +298,90 @@ def pytest_configure(config: pytest.Config) -> None:
     # pytest's full collections at the end of the run (0.7 s at 100,000 configs)
     # skip the frozen objects.
     config.add_cleanup(gc.unfreeze)
-    _freeze_at_exit()
-    session = DelphyneSession(config)
-    config.stash[delphyne_session_key] = session
-    config.pluginmanager.register(session, "delphyne-session")
-    session.start(specs)
+    freeze_at_exit()
+    session = _register(
+        config,
+        session_key,
+        DelphyneSession(
+            config, selection_options(config), command_line_settings(config)
+        ),
+    )
+    with session_long_lived():
+        workerinput = worker_input(config)
+        if workerinput is not None:
+            start_worker(session, workerinput)
+        else:
+            _start_controller(config, session, specs)
+        session.align_last_failed()
+    paths = [str(path) for path in session.bindings]
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # Without positional paths, the experiments are the whole test run.
-        config.args[:] = [str(path) for path in session.bindings]
+        config.args[:] = paths
     else:
-        config.args.extend(
-            str(path) for path in session.bindings if str(path) not in config.args
+        config.args.extend(path for path in paths if path not in config.args)
+
+
+def _start_controller(
+    config: pytest.Config, session: DelphyneSession, specs: list[ExperimentSpec]
+) -> None:
+    controller = Controller(session)
+    config.stash[controller_key] = controller
+    controller.start(specs)
+    xdist: XdistHooks | None = None
+    if config.pluginmanager.hasplugin("xdist"):
+        xdist = _register(
+            config,
+            xdist_hooks_key,
+            XdistHooks(
+                config,
+                session.plans,
+                controller.setup_bytes,
+                controller.spend_ledger,
+                on_worker_collection=session.write_plan_lines,
+            ),
+        )
+    if not controller.runs_configs:
+        return
+    recorder = _register(
+        config,
+        recorder_key,
+        Recorder(config, controller.experiments, session.selection, xdist),
+    )
+    report_path = config.getoption("delphyne_report")
+    if report_path:
+        _register(
+            config,
+            reports_key,
+            SessionReports(
+                config.invocation_params.dir / report_path,
+                config.getoption("delphyne_report_group_by"),
+                controller.experiments,
+            ),
+        )
+    source = config.stash.get(interactive_input_key, None)
+    if source is not None:
+        _register(
+            config,
+            snapshots_key,
+            InteractiveSnapshots(config, recorder, source, session.settings),
         )
 
 
 @pytest.hookimpl
 def pytest_unconfigure(config: pytest.Config) -> None:
-    session = config.stash.get(delphyne_session_key, None)
-    if session is None:
-        return
-    session.close()
-    config.pluginmanager.unregister(session)
-    del config.stash[delphyne_session_key]
+    controller = config.stash.get(controller_key, None)
+    if controller is not None:
+        controller.close()
+        del config.stash[controller_key]
+    session = config.stash.get(session_key, None)
+    if session is not None:
+        session.close()
+    for key, _ in reversed(_PLUGIN_KEYS):
+        plugin = config.stash.get(key, None)
+        if plugin is not None:
+            config.pluginmanager.unregister(plugin)
+            del config.stash[key]
+    source = config.stash.get(interactive_input_key, None)
+    if source is not None:
+        source.close()
+        del config.stash[interactive_input_key]

@@ -11,11 +11,8 @@ summary when every config is done, and reports what was spent.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import signal
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,11 +23,12 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.items import SelectionOptions, decide_action
+from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
 from pytest_delphyne.runtime import Budget, ResultFileError, read_result
+from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.summary import KnownResult, save_summary
-from pytest_delphyne.workers import (
+from pytest_delphyne.wire import (
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
@@ -38,10 +36,10 @@ from pytest_delphyne.workers import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from types import FrameType
+    from collections.abc import Callable
 
     from pytest_delphyne.experiment import Experiment
+    from pytest_delphyne.workers import XdistHooks
 
 T = TypeVar("T")
 
@@ -94,21 +92,6 @@ def _write_shipped_file(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    # A second Ctrl-C while the state is being saved waits until it is saved: it
-    # would otherwise leave the interrupted configs without their interruption time.
-    try:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    except ValueError:  # not the main thread: signals go to the main thread anyway
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-
-
 class Recorder:
     """Records each config's result as its report arrives; registered on the
     controller only (the process that is not an xdist worker)."""
@@ -118,8 +101,10 @@ class Recorder:
         config: pytest.Config,
         experiments: list[RecordedExperiment],
         options: SelectionOptions,
+        xdist: XdistHooks | None = None,
     ):
         self.config = config
+        self.xdist = xdist
         self.experiments = {exp.key: exp for exp in experiments}
         # "attr[name]" -> candidates, to map node ids of reports without a payload
         # (a crashed worker, a failing setup) back to their config.
@@ -135,15 +120,8 @@ class Recorder:
                 )
         self.interrupted = False
         self.storage_error: str | None = None
-        # Ctrl-C on the controller (see `_on_sigint`).
-        self._default_sigint: Any = None
-        self._stopping = False
-        self._sigint_held = False
-        self._saved = False
+        self.sigint = SigintGuard(on_stop_after_saving=self._say_saved)
         self._said_saved = False
-        # The xdist events this recorder took from the queue xdist no longer reads
-        # (the ids of their kwargs, which stay in that queue).
-        self._caught_up: set[int] = set()
 
     def _config_of(self, nodeid: str) -> tuple[RecordedExperiment, str] | None:
         path, _, item_name = nodeid.rpartition("::")
@@ -287,10 +265,8 @@ class Recorder:
         self._stop(f"delphyne: session spend cap of {cap} reached")
 
     def _stop(self, reason: str) -> None:
-        dsession = self.config.pluginmanager.get_plugin("dsession")
-        if dsession is not None:
-            # xdist's controller loop reads its own `shouldstop`, not the session's.
-            dsession.shouldstop = reason
+        if self.xdist is not None:
+            self.xdist.stop(reason)
         session: pytest.Session | None = getattr(self, "session", None)
         if session is not None:
             session.shouldstop = reason
@@ -305,29 +281,9 @@ class Recorder:
     @pytest.hookimpl
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.session = session
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            with contextlib.suppress(ValueError):  # not the main thread
-                signal.signal(signal.SIGINT, self._on_sigint)
-                self._default_sigint = signal.default_int_handler
+        self.sigint.install()
 
-    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
-        # Ctrl-C raises KeyboardInterrupt, as by default, except that a second one
-        # while the session stops is held until the state is saved: while the first
-        # one's KeyboardInterrupt is on its way out (it would break what that one
-        # unwinds: xdist's queue lock, an INTERNALERROR) or xdist waits for its
-        # workers to end (the state would not be saved). A third one stops at once.
-        # Once the state is saved, a Ctrl-C that stops the session before its summary
-        # first says that the state was saved.
-        stopping = self._stopping or isinstance(sys.exc_info()[1], KeyboardInterrupt)
-        if stopping and not self._saved and not self._sigint_held:
-            self._sigint_held = True
-            return
-        if self._saved:
-            self._stop_now()
-        raise KeyboardInterrupt
-
-    def _stop_now(self) -> None:
-        self._restore_sigint()
+    def _say_saved(self) -> None:
         terminalreporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminalreporter is not None and not self._said_saved:
             self._said_saved = True
@@ -335,11 +291,6 @@ class Recorder:
                 message = self._saved_message(exp)
                 if message is not None:
                     terminalreporter.write_line(message)
-
-    def _restore_sigint(self) -> None:
-        if self._default_sigint is not None:
-            signal.signal(signal.SIGINT, self._default_sigint)
-            self._default_sigint = None
 
     def _saved_message(self, exp: RecordedExperiment) -> str | None:
         # Only a session that could run configs has a state to speak of; one that
@@ -352,63 +303,43 @@ class Recorder:
 
     @pytest.hookimpl
     def pytest_unconfigure(self) -> None:
-        self._restore_sigint()
+        self.sigint.restore()
 
     @pytest.hookimpl
     def pytest_keyboard_interrupt(self) -> None:
         self.interrupted = True
-        self._stopping = True
+        self.sigint.stopping = True
 
     @pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
     def pytest_sessionfinish_before_the_reports(self) -> None:
         # Before junitxml writes its file (its sessionfinish runs before this
         # recorder's): the events still queued count in every report.
-        with _sigint_deferred():
+        with sigint_deferred():
             self._catch_up_with_workers()
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self._stopping = True
+        self.sigint.stopping = True
         if session.shouldfail or session.shouldstop:
             # -x, --maxfail or the spend cap, without xdist (with xdist they arrive
             # as an interruption).
             self.interrupted = True
         if self.storage_error is not None:
             self.interrupted = True
-        with _sigint_deferred():
+        with sigint_deferred():
             self._catch_up_with_workers()
             for exp in self.experiments.values():
                 self._save(exp)
-            self._saved = True
-        if self._sigint_held:
-            self._stop_now()
+            self.sigint.saved = True
+        if self.sigint.held:
+            self.sigint.restore()
+            self._say_saved()
             raise KeyboardInterrupt
 
     def _catch_up_with_workers(self) -> None:
-        # An interrupted xdist controller leaves its workers' events queued: a config
-        # that started (it would stay todo without its interruption time) or ended
-        # (its result would be lost). Nothing processes that queue any more: its
-        # events go through pytest's hooks as xdist's own handlers send them, so that
-        # this recorder, the terminal's counts and junitxml all see them. Called
-        # again once xdist has shut its workers down, for what they sent meanwhile.
-        dsession = self.config.pluginmanager.get_plugin("dsession")
-        queue = getattr(dsession, "queue", None)
-        if queue is None:
-            return
-        hook = self.config.hook
-        for name, kwargs in queue.queue.copy():
-            if id(kwargs) in self._caught_up:
-                continue
-            self._caught_up.add(id(kwargs))
-            if name == "logstart":
-                hook.pytest_runtest_logstart(
-                    nodeid=kwargs["nodeid"], location=kwargs["location"]
-                )
-            elif name == "testreport":
-                report = kwargs["rep"]
-                # As xdist marks it: junitxml pairs a worker's reports by it.
-                report.node = kwargs["node"]
-                hook.pytest_runtest_logreport(report=report)
+        # What xdist's workers sent that its stopped controller loop left unread.
+        if self.xdist is not None:
+            self.xdist.deliver_queued_events()
 
     def _save(self, exp: RecordedExperiment) -> None:
         now = datetime.now(UTC)
@@ -478,7 +409,7 @@ class Recorder:
             message = self._saved_message(exp)
             if message is not None and not self._said_saved:
                 write(message)
-        self._restore_sigint()
+        self.sigint.restore()
 
 
 def summary_totals(path: Path) -> dict[str, float]:

@@ -1,36 +1,51 @@
-"""What crosses the process boundary between the controller and xdist workers.
+"""The xdist side of a session: a worker's start, and the controller's xdist hooks.
 
-The controller loads every experiment (naming new configs) before any worker starts, and
-sends each worker a plan: the configs to collect, with their names, statuses and params.
-Workers never read the state file, so workers on other machines collect exactly what the
-controller decided. Results come back in `report.user_properties`.
+A worker (`start_worker`) reads the controller's plans and the values of
+`WorkersSetup.common` from its `workerinput`, and binds each experiment to its own copy
+of the file; it never reads the state. On the controller, `XdistHooks` is the one
+place that touches pytest-xdist: its hooks (sending the plans down, a crashed worker's
+report, the first worker's collection) and its internals (the controller loop's
+`shouldstop`, the queue of events left unread when the session stops, a worker's
+process exit status).
 
-Everything sent is plain builtins; the only pickled value is the result of
-`WorkersSetup.common`, which is the user's object and travels as `bytes`.
+Only the value of `WorkersSetup.common` is pickled: the user's object, sent as `bytes`
+down the channel this session's controller opened.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, cast
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne.items import ExperimentBinding, sees_output_dir
+from pytest_delphyne.wire import (
+    PLANS_KEY,
+    SETUP_VALUES_KEY,
+    SPEND_LEDGER_KEY,
+    ExperimentPlan,
+    decode_plans,
+    encode_plans,
+    file_identity,
+    is_same_file,
+    item_id_prefix,
+)
+
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from xdist.workermanage import WorkerController
 
-PLANS_KEY = "delphyne_plans"
-SETUP_VALUES_KEY = "delphyne_setup_values"
-SPEND_LEDGER_KEY = "delphyne_spend_ledger"
-RESULT_PROPERTY = "delphyne.result"
+    from pytest_delphyne.session import DelphyneSession
 
 WORKER_SIGNAL_MESSAGE = "the worker process was killed by signal {number} ({name})"
 WORKER_KILLED_HINT = (
@@ -42,109 +57,6 @@ UNPICKLABLE_MESSAGE = (
     "{what} of experiment {experiment} cannot be sent to xdist workers: "
     "it is not picklable ({error})"
 )
-
-
-class PlannedConfig(TypedDict):
-    """One config as the controller planned it."""
-
-    name: str
-    status: str
-    params: dict[str, Any]
-
-
-class ExperimentPlan(TypedDict):
-    """What every process must agree on about one experiment before collecting it.
-
-    `key` is `<absolute file path>::<attribute>` on the controller, and identifies the
-    experiment in reports; `file` is the experiment file relative to the rootdir, where
-    a worker on another machine finds its own copy; `output_dir` is absolute, and
-    `output_dir_id` identifies that directory (device, inode) so that a worker can tell
-    whether it sees the same directory as the controller.
-    """
-
-    key: str
-    file: str
-    attr: str
-    output_dir: str
-    output_dir_id: list[int]
-    configs: list[PlannedConfig]
-    stored_failures: dict[str, str]
-    orphans: list[str]
-
-
-class ResultPayload(TypedDict):
-    """What a config item reports to the controller about its run."""
-
-    experiment: str
-    config: str
-    action: str
-    status: str
-    start_time: str | None
-    end_time: str | None
-    success: bool | None
-    spent: dict[str, float]
-    paid: dict[str, float]
-    files: dict[str, bytes]
-
-
-def encode_result(payload: ResultPayload) -> tuple[str, dict[str, bytes]]:
-    """The payload as it travels in `user_properties`: JSON text, and the files.
-
-    execnet serializes builtins in pure Python, object by object: one string crosses
-    about 20 times cheaper than the nested dicts, on the worker and on the controller.
-    """
-    fields = {key: value for key, value in payload.items() if key != "files"}
-    return json.dumps(fields), payload["files"]
-
-
-def decode_result(value: object) -> ResultPayload:
-    """The payload `encode_result` made."""
-    text, files = cast("tuple[str, dict[str, bytes]]", value)
-    payload = cast("ResultPayload", json.loads(text))
-    payload["files"] = files
-    return payload
-
-
-def encode_plans(plans: list[ExperimentPlan]) -> str:
-    """The plans as they travel in `workerinput`: one JSON text, made once for every
-    worker. execnet would serialize each of 100,000 configs' dicts object by object
-    in Python, for each worker (2 s and 110 MB more on the controller)."""
-    return json.dumps(plans)
-
-
-def decode_plans(text: str) -> list[ExperimentPlan]:
-    """The plans `encode_plans` made."""
-    return cast("list[ExperimentPlan]", json.loads(text))
-
-
-def file_identity(path: Path) -> list[int]:
-    """What identifies `path` across processes of one machine: device and inode."""
-    stat = path.stat()
-    return [stat.st_dev, stat.st_ino]
-
-
-def is_same_file(path: Path, identity: list[int]) -> bool:
-    """Whether this process sees at `path` the very file `file_identity` identified (a
-    worker on another machine, or in another mount namespace, does not)."""
-    try:
-        return file_identity(path) == identity
-    except OSError:
-        return False
-
-
-def item_id_prefix(plan: ExperimentPlan) -> str:
-    """The start of the node id of each config item of the plan's experiment, which
-    ends with `<config name>]`."""
-    return f"{plan['file']}::{plan['attr']}["
-
-
-def worker_input(config: pytest.Config) -> dict[str, Any] | None:
-    """The xdist `workerinput` of this process, or `None` on the controller.
-
-    Only the controller writes the state: this is the one check for it.
-    """
-    value: dict[str, Any] | None = getattr(config, "workerinput", None)
-    return value
 
 
 def dump_setup_value(value: object, *, experiment: str) -> bytes:
@@ -222,19 +134,63 @@ def describe_worker_death(node: object) -> str:
     return WORKER_EXIT_MESSAGE.format(code=code)
 
 
+def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
+    """Bind this worker's session to the controller's plans (see module docstring)."""
+    die_with_controller()
+    session.plans = decode_plans(workerinput[PLANS_KEY])
+    ledger = workerinput.get(SPEND_LEDGER_KEY)
+    if ledger is not None and is_same_file(Path(ledger[0]), ledger[1]):
+        session.meter.ledger = Path(ledger[0])
+    session.setup_values = {
+        key: load_setup_value(data)
+        for key, data in workerinput[SETUP_VALUES_KEY].items()
+    }
+    for plan in session.plans:
+        # This worker's own copy of the file: it may run on another machine.
+        session.bind(
+            session.config.rootpath / plan["file"],
+            ExperimentBinding(
+                attr=plan["attr"],
+                plan=plan,
+                shares_output_dir=sees_output_dir(plan),
+                options=session.selection,
+                settings=session.settings,
+                meter=session.meter,
+            ),
+        )
+
+
 class XdistHooks:
-    """The xdist hooks, registered only when pytest-xdist is installed."""
+    """The xdist hooks and reads of xdist's internals; registered on the controller
+    only, and only when pytest-xdist is installed.
+
+    Attributes:
+        plans: what every worker collects, sent as one JSON text.
+        setup_values: the pickled values of `WorkersSetup.common`, by experiment.
+        spend_ledger: the ledger the workers of this machine share, if any.
+        on_worker_collection: called once, with the (experiment key, config name)
+            pairs the first worker collected (under xdist the controller collects
+            nothing itself).
+    """
 
     def __init__(
         self,
+        config: pytest.Config,
         plans: list[ExperimentPlan],
         setup_values: dict[str, bytes],
-        spend_ledger: Path | None = None,
+        spend_ledger: Path | None,
+        on_worker_collection: Callable[[set[tuple[str, str]]], None],
     ) -> None:
+        self.config = config
         self.plans = plans
         self.setup_values = setup_values
         self.spend_ledger = spend_ledger
+        self.on_worker_collection = on_worker_collection
         self._plans_text: str | None = None
+        self._collection_seen = False
+        # The queued events already delivered (the ids of their kwargs, which stay in
+        # xdist's queue).
+        self._delivered: set[int] = set()
 
     @pytest.hookimpl
     def pytest_configure_node(self, node: WorkerController) -> None:
@@ -255,3 +211,57 @@ class XdistHooks:
         # xdist says which worker crashed; the config's exception.txt also says how.
         node = getattr(report, "node", None)
         report.longrepr = f"{report.longrepr}: {describe_worker_death(node)}"
+
+    @pytest.hookimpl
+    def pytest_xdist_node_collection_finished(
+        self, node: object, ids: Sequence[str]
+    ) -> None:
+        # Every worker collects the same items: the first one's are the session's.
+        if self._collection_seen:
+            return
+        self._collection_seen = True
+        selected: set[tuple[str, str]] = set()
+        for plan in self.plans:
+            prefix = item_id_prefix(plan)
+            selected.update(
+                (plan["key"], nodeid[len(prefix) : -1])
+                for nodeid in ids
+                if nodeid.startswith(prefix)
+            )
+        self.on_worker_collection(selected)
+
+    def stop(self, reason: str) -> None:
+        """Stop the session: xdist's controller loop reads its own `shouldstop`,
+        not the session's."""
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = reason
+
+    def deliver_queued_events(self) -> None:
+        """Deliver the workers' events still queued, once each.
+
+        An interrupted xdist controller leaves its workers' events queued: a config
+        that started (it would stay todo without its interruption time) or ended (its
+        result would be lost). Nothing processes that queue any more: its events go
+        through pytest's hooks as xdist's own handlers send them, so that the
+        recorder, the terminal's counts and junitxml all see them. Called again once
+        xdist has shut its workers down, for what they sent meanwhile.
+        """
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        queue = getattr(dsession, "queue", None)
+        if queue is None:
+            return
+        hook = self.config.hook
+        for name, kwargs in queue.queue.copy():
+            if id(kwargs) in self._delivered:
+                continue
+            self._delivered.add(id(kwargs))
+            if name == "logstart":
+                hook.pytest_runtest_logstart(
+                    nodeid=kwargs["nodeid"], location=kwargs["location"]
+                )
+            elif name == "testreport":
+                report = kwargs["rep"]
+                # As xdist marks it: junitxml pairs a worker's reports by it.
+                report.node = kwargs["node"]
+                hook.pytest_runtest_logreport(report=report)

@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.cli import (
-    SNAPSHOT_MESSAGE,
     STATUS_MESSAGE,
     UNNAMED_CONFIGS_MESSAGE,
 )
-from pytest_delphyne.session import UNNAMED_PLAN_MESSAGE
+from pytest_delphyne.plan import UNNAMED_PLAN_MESSAGE
+from pytest_delphyne.snapshots import SNAPSHOT_MESSAGE
 
 EXPERIMENT = """
 from __future__ import annotations
@@ -458,3 +460,17 @@ def test_resume_runs_an_experiment_defined_under_main_on_two_workers(
         pids.add(recorded["outcome"]["result"]["values"][1])
     # Two worker processes ran the configs, and neither is the script itself.
     assert len(pids) == 2
+
+
+def test_every_command_the_parser_offers_has_a_handler_and_no_other() -> None:
+    from pytest_delphyne.cli import COMMANDS, ExperimentCLI
+    from pytest_delphyne.experiment import Experiment
+
+    # The parser does not look at the experiment.
+    parser = ExperimentCLI(cast("Experiment[Any]", None)).parser("exp.py")
+    (subparsers,) = (
+        action
+        for action in parser._actions
+        if isinstance(action, argparse._SubParsersAction)
+    )
+    assert set(subparsers.choices) == set(COMMANDS)

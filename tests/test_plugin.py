@@ -14,13 +14,13 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
-from pytest_delphyne.items import DONE_REASON
-from pytest_delphyne.plan import (
+from pytest_delphyne.discovery import (
     AMBIGUOUS_MESSAGE,
     MISSING_FILE_MESSAGE,
     NO_EXPERIMENT_MESSAGE,
     UNKNOWN_ATTRIBUTE_MESSAGE,
 )
+from pytest_delphyne.items import DONE_REASON
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 
 EXPERIMENT = """

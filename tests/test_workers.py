@@ -14,17 +14,19 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
-from pytest_delphyne.items import SpendMeter
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
-from pytest_delphyne.workers import (
+from pytest_delphyne.spend_cap import SpendMeter
+from pytest_delphyne.wire import (
     PLANS_KEY,
     SETUP_VALUES_KEY,
+    ExperimentPlan,
+    encode_plans,
+)
+from pytest_delphyne.workers import (
     UNPICKLABLE_MESSAGE,
     WORKER_EXIT_MESSAGE,
     WORKER_KILLED_HINT,
     WORKER_SIGNAL_MESSAGE,
-    ExperimentPlan,
-    encode_plans,
 )
 
 EXPERIMENT = """

@@ -1,0 +1,160 @@
+"""Where an experiment is, for every process that needs it.
+
+The plugin is told a file (`--delphyne-exp=PATH[::ATTR]`) and finds the `Experiment`
+in it, or is handed a live one (`Experiment.resume()`, `run_cli()`); the launcher goes
+the other way, from a live experiment to its file and module-level name, which xdist
+workers import to collect the same configs.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.experiment import Experiment
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+MISSING_FILE_MESSAGE = "--delphyne-exp: experiment file not found: {path}"
+IMPORT_FAILED_MESSAGE = "--delphyne-exp: importing {path} failed:\n{error}"
+NO_EXPERIMENT_MESSAGE = (
+    "--delphyne-exp: {path} defines no Experiment (found none among its "
+    "module attributes)"
+)
+AMBIGUOUS_MESSAGE = (
+    "--delphyne-exp: {path} defines several Experiments ({found}); "
+    "choose one with {path}::ATTR"
+)
+UNKNOWN_ATTRIBUTE_MESSAGE = (
+    "--delphyne-exp: {path} has no Experiment named {attr!r} "
+    "(Experiments found: {found})"
+)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A `--delphyne-exp` value: `PATH[::ATTR]`, the path made absolute.
+
+    Attributes:
+        text: The value as the user wrote it, for messages.
+        path: The experiment file, absolute.
+        attr: The module attribute holding the `Experiment`, when given.
+    """
+
+    text: str
+    path: Path
+    attr: str | None
+
+    @classmethod
+    def parse(cls, text: str, base: Path) -> ExperimentSpec:
+        path_text, separator, attr = text.partition("::")
+        path = (base / path_text).resolve()
+        return cls(text=text, path=path, attr=attr if separator else None)
+
+
+# eq=False: pluggy keeps plugins in sets, and an Experiment is not hashable.
+@dataclass(frozen=True, eq=False)
+class ProvidedExperiment:
+    """A live `Experiment` handed to the plugin, used instead of importing its file.
+
+    `Experiment.resume()` registers one through `pytest.main(plugins=[...])`: the
+    experiment may exist only in the running script (built under
+    `if __name__ == "__main__":`), which an import would not recreate.
+    """
+
+    path: Path
+    attr: str
+    experiment: Experiment[Any]
+
+
+def provided_experiment(
+    config: pytest.Config, spec: ExperimentSpec
+) -> tuple[str, Experiment[Any]] | None:
+    for plugin in config.pluginmanager.get_plugins():
+        if (
+            isinstance(plugin, ProvidedExperiment)
+            and plugin.path == spec.path
+            and spec.attr in (None, plugin.attr)
+        ):
+            return plugin.attr, plugin.experiment
+    return None
+
+
+def import_experiment(config: pytest.Config, spec: ExperimentSpec) -> ModuleType:
+    """Import an experiment file the way pytest imports test modules."""
+    from _pytest.pathlib import import_path
+
+    if not spec.path.is_file():
+        raise pytest.UsageError(MISSING_FILE_MESSAGE.format(path=spec.path))
+    try:
+        return import_path(
+            spec.path,
+            mode=config.getoption("importmode"),
+            root=config.rootpath,
+            consider_namespace_packages=config.getini("consider_namespace_packages"),
+        )
+    except DelphyneError as error:
+        # An experiment file refusing to start (say, no endpoint configured): its
+        # message is the whole story.
+        raise pytest.UsageError(f"--delphyne-exp={spec.text}: {error}") from error
+    except Exception as error:
+        raise pytest.UsageError(
+            IMPORT_FAILED_MESSAGE.format(
+                path=spec.path, error="".join(traceback.format_exception(error))
+            )
+        ) from error
+
+
+def find_experiment(module: ModuleType, spec: ExperimentSpec) -> tuple[str, Any]:
+    found = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, Experiment)
+    }
+    listed = ", ".join(sorted(found)) or "none"
+    if spec.attr is not None:
+        if spec.attr not in found:
+            raise pytest.UsageError(
+                UNKNOWN_ATTRIBUTE_MESSAGE.format(
+                    path=spec.path, attr=spec.attr, found=listed
+                )
+            )
+        return spec.attr, found[spec.attr]
+    if not found:
+        raise pytest.UsageError(NO_EXPERIMENT_MESSAGE.format(path=spec.path))
+    if len(found) > 1:
+        raise pytest.UsageError(AMBIGUOUS_MESSAGE.format(path=spec.path, found=listed))
+    return next(iter(found.items()))
+
+
+NOT_IN_A_FILE_MESSAGE = (
+    "Experiment.resume() needs an experiment defined in a Python file; this one was "
+    "created in an interactive session"
+)
+NOT_AT_MODULE_LEVEL_MESSAGE = (
+    "{file} holds no module-level name for this experiment; assign it to one (for "
+    "example `experiment = Experiment(...)`) so that pytest can collect it"
+)
+
+
+def locate_experiment(experiment: Experiment[Any]) -> tuple[Path, str]:
+    """The file defining `experiment`, and the module-level name that holds it."""
+    file = experiment.defined_in
+    if file is None:
+        raise DelphyneError(NOT_IN_A_FILE_MESSAGE)
+    file = file.resolve()
+    for module in list(sys.modules.values()):
+        module_file = getattr(module, "__file__", None)
+        if module_file is None or Path(module_file).resolve() != file:
+            continue
+        for name, value in vars(module).items():
+            if value is experiment:
+                return file, name
+    raise DelphyneError(NOT_AT_MODULE_LEVEL_MESSAGE.format(file=file))
