@@ -221,10 +221,12 @@ def test_corrupt_entry_in_the_middle_is_refused_naming_its_line(
 ) -> None:
     path = tmp_path / "cache.yaml"
     text = _three_entries(path)
-    path.write_text(text.replace('"occurrence": 1,', '"occurrence": [1,'))
+    corrupt = text.replace('"occurrence": 1,', '"occurrence": [1,')
+    path.write_text(corrupt)
     with pytest.raises(CacheFileError, match=rf"^{path}, line 2: corrupt YAML"):
         RequestCache(path, "read_write")
-    assert path.read_text() != text  # left as it was, not cut
+    # Left as it was: the entries after the corrupt one are not cut off.
+    assert path.read_text() == corrupt
 
 
 def test_non_plain_answer_is_refused(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from pytest_delphyne.experiment import (
     UNLISTED_CONFIGS_MESSAGE,
     ExecutionContext,
     Experiment,
+    ExperimentConfig,
     InvalidConfigError,
     UnknownConfigError,
     UnlistedConfigsWarning,
@@ -33,7 +34,9 @@ from pytest_delphyne.identity import InvalidConfigNameError
 from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.runtime import Run
 from pytest_delphyne.state import (
+    ConfigInfo,
     ConfigUpdate,
+    ExperimentState,
     StateFileError,
     Status,
     utc_now,
@@ -437,9 +440,15 @@ def test_the_package_exports_what_the_launcher_exported() -> None:
     from pytest_delphyne.cli import ExperimentCLI
 
     assert pytest_delphyne.ExperimentCLI is ExperimentCLI
-    for name in ("ExperimentConfig", "ExperimentState", "ConfigInfo", "WorkersSetup"):
+    exported = {
+        "ExperimentConfig": ExperimentConfig,
+        "ExperimentState": ExperimentState,
+        "ConfigInfo": ConfigInfo,
+        "WorkersSetup": WorkersSetup,
+    }
+    for name, defined in exported.items():
         assert name in pytest_delphyne.__all__
-        assert getattr(pytest_delphyne, name) is not None
+        assert getattr(pytest_delphyne, name) is defined
     out = Path("out")
     assert pytest_delphyne.result_file_path(out, "c1") == layout.result_file_path(
         out, "c1"

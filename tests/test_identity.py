@@ -163,7 +163,11 @@ def test_dump_refuses_fields_that_are_not_plain_data() -> None:
         codec_for(Holder).dump(Holder(object()))
 
 
-@pytest.mark.parametrize("name", ["gpt-4o_t0.7", "a b", "café", "x.y", "UPPER", "0"])
+@pytest.mark.parametrize(
+    "name",
+    # The longest names a file system takes: 255 bytes, in ASCII or in UTF-8.
+    ["gpt-4o_t0.7", "a b", "café", "x.y", "UPPER", "0", "x" * 255, "é" * 127 + "x"],
+)
 def test_valid_config_names(name: str) -> None:
     validate_config_name(name)
 
@@ -181,6 +185,7 @@ def test_valid_config_names(name: str) -> None:
         ("tab\t", "it contains a control character"),
         (" lead", "it starts or ends with whitespace"),
         ("x" * 256, "it is longer than 255 bytes"),
+        ("é" * 128, "it is longer than 255 bytes"),
     ],
 )
 def test_invalid_config_names_are_refused(name: str, reason: str) -> None:

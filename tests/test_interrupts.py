@@ -278,6 +278,14 @@ def test_interrupted_configs_run_again_on_resume(pytester: pytest.Pytester) -> N
     }
 
 
+# Far more than a refused run or a plan takes, far less than pytest-timeout's limit.
+REFUSAL_TIMEOUT = 60
+SECOND_RUN_ADMITTED = (
+    "a second run was admitted while the first held the lock: it ran configs "
+    f"for {REFUSAL_TIMEOUT}s instead of being refused"
+)
+
+
 def test_a_second_run_is_refused_while_the_first_holds_the_lock(
     pytester: pytest.Pytester,
 ) -> None:
@@ -286,14 +294,23 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(
     try:
         wait_for((pytester.path / "started-2").exists)
         state_before = (pytester.path / "out" / layout.STATE_FILE).read_bytes()
-        second = pytester.runpytest_subprocess("--delphyne-exp=exp.py")
+        # Admitted, the second run would block in x2 as the first does: it must be
+        # refused at once, and a failure must say so rather than wait for the timeout.
+        try:
+            second = pytester.runpytest_subprocess(
+                "--delphyne-exp=exp.py", timeout=REFUSAL_TIMEOUT
+            )
+        except pytester.TimeoutExpired:
+            pytest.fail(SECOND_RUN_ADMITTED)
         assert second.ret == pytest.ExitCode.USAGE_ERROR
         second.stderr.fnmatch_lines(
             [f"*is already being run by process {first.pid} on *(command: *pytest*"]
         )
         assert (pytester.path / "out" / layout.STATE_FILE).read_bytes() == state_before
         # Reading needs no lock.
-        plan = pytester.runpytest_subprocess("--delphyne-exp=exp.py", "--co", "-q")
+        plan = pytester.runpytest_subprocess(
+            "--delphyne-exp=exp.py", "--co", "-q", timeout=REFUSAL_TIMEOUT
+        )
         assert plan.ret == pytest.ExitCode.OK
     finally:
         os.killpg(first.pid, signal.SIGKILL)

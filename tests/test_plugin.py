@@ -292,6 +292,50 @@ def test_replay_fails_when_the_outcome_differs_from_the_recorded_one(
     )
 
 
+FLOAT_FIELD_EXPERIMENT = """
+from dataclasses import dataclass
+from pathlib import Path
+
+from pytest_delphyne import Experiment, Outcome, Run
+
+RAN = Path(__file__).parent / "ran.txt"
+
+
+def program(env, temperature):
+    with RAN.open("a") as ran:
+        ran.write(f"{temperature}\\n")
+    env.spend(price=0.5)
+    return Outcome(success=True, values=[temperature])
+
+
+@dataclass
+class Config:
+    temperature: float
+
+    def instantiate(self, context):
+        return Run(program=program, args={"temperature": self.temperature})
+
+
+# An int given for a float field, and the default (uuid) names.
+experiment = Experiment(config_class=Config, output_dir="out", configs=[Config(1)])
+"""
+
+
+def test_an_int_given_for_a_float_field_is_one_config_run_once_across_loads(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(exp=FLOAT_FIELD_EXPERIMENT)
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=1)
+    for _ in range(2):
+        pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(skipped=1)
+    assert (pytester.path / "ran.txt").read_text() == "1.0\n"
+    ((name, info),) = read_state(pytester)["configs"].items()
+    assert (info["params"], info["status"]) == ({"temperature": 1.0}, "done")
+    assert (pytester.path / "out" / layout.SUMMARY_FILE).read_text().splitlines()[
+        1:
+    ] == [f"1.0,True,0,0,0,0,0,0.5,{name}"]
+
+
 def test_k_selects_configs_by_parameter_value_with_uuid_names(
     pytester: pytest.Pytester,
 ) -> None:
@@ -581,6 +625,15 @@ def test_spend_cap_counts_what_every_xdist_worker_paid(
     assert done == {f"x{x}" for x in ran}
     price = "1.1000" if len(ran) == 2 else "1.0000"
     result.stdout.fnmatch_lines([f"*paid this session*price {price}"])
+    # The configs the cap kept from running never started: they were not interrupted.
+    not_run = {
+        name: (info["status"], info["start_time"], info["interruption_time"])
+        for name, info in read_state(pytester)["configs"].items()
+        if name not in done
+    }
+    assert not_run == {
+        f"x{x}": ("todo", None, None) for x in range(1, 9) if f"x{x}" not in done
+    }
     # The workers' shared count goes away with the session.
     assert [path.name for path in scratch.iterdir()] == []
 

@@ -138,6 +138,67 @@ def test_retry_with_reuse_cache_replays_the_call_the_failed_attempt_paid_for(
     assert sorted(calls(pytester)) == ["e:1", "e:3"]
 
 
+# The template, with a call that says when its answer was replayed, so that its price
+# counts as spent but not paid.
+REPLAY_AWARE_EXPERIMENT = EXPERIMENT.replace(
+    "value = env.compute(square, tag, x)",
+    "call = env.cached_call('square', [tag, x], lambda: square(tag, x))\n"
+    "    value = call.value",
+).replace(
+    "env.spend(price=0.5, num_requests=1)",
+    "env.spend(price=0.5, num_requests=1, replayed=call.hit)",
+)
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_totals_after_a_retry_with_reuse_cache_count_the_replayed_part(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
+) -> None:
+    experiment = "experiment = experiment_of('e', [1], [3])\n"
+    pytester.makepyfile(exp=REPLAY_AWARE_EXPERIMENT + experiment)
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=1, failed=1)
+    monkeypatch.setenv("EXPERIMENT_FIXED", "1")
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "--lf", "--delphyne-reuse-cache", *workers
+    )
+    result.assert_outcomes(passed=1, deselected=0 if workers else 1)
+    assert sorted(calls(pytester)) == ["e:1", "e:3"]
+    # x3's retry paid nothing: its call was replayed. What it spent, the failed
+    # attempt's price, is recorded in its result and counts in the totals.
+    result.stdout.fnmatch_lines(
+        [
+            "*paid this session: 0 requests*price 0.0000",
+            "*recorded in total: 2 requests*price 1.0000",
+        ]
+    )
+    summary = (pytester.path / "out_e" / layout.SUMMARY_FILE).read_text()
+    assert summary.splitlines() == [
+        "tag,x,fail,success,num_completions,num_requests,input_tokens,"
+        "cached_input_tokens,output_tokens,price,config_name",
+        "e,1,False,True,0,1,0,0,0,0.5,x1",
+        "e,3,True,True,0,1,0,0,0,0.5,x3",
+    ]
+
+
+def test_lf_reruns_the_failures_of_an_experiment_pytest_cache_does_not_list(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_file(pytester, "exp", {"experiment": "'e', [1], [3]"})
+    write_file(pytester, "other", {"experiment": "'o', [1], [5]"})
+    both = ("--delphyne-exp=exp.py", "--delphyne-exp=other.py")
+    pytester.runpytest(*both).assert_outcomes(passed=2, failed=2)
+    # pytest's cache remembers only exp.py's failure (other.py's run elsewhere, say):
+    # the state still knows that other.py's x5 failed.
+    lastfailed = pytester.path / ".pytest_cache/v/cache/lastfailed"
+    lastfailed.write_text('{"exp.py::experiment[x3]": true}')
+    monkeypatch.setenv("EXPERIMENT_FIXED", "1")
+    result = pytester.runpytest(*both, "--lf")
+    result.assert_outcomes(passed=2, deselected=2)
+    assert sorted(calls(pytester)) == ["e:1", "e:3", "e:3", "o:1", "o:5", "o:5"]
+    assert statuses(pytester, "e") == {"x1": "done", "x3": "done"}
+    assert statuses(pytester, "o") == {"x1": "done", "x5": "done"}
+
+
 def test_retry_without_reuse_cache_makes_the_call_again(
     failed_after_a_call: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

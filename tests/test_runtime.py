@@ -134,6 +134,15 @@ def test_replay_of_a_call_not_recorded_fails_naming_it(tmp_path: Path) -> None:
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
+def test_replay_reports_a_changed_success_with_the_same_values(
+    tmp_path: Path,
+) -> None:
+    execute(lambda: Run(lambda env: Outcome(True, [1])), _options(tmp_path))
+    report = replay(lambda: Run(lambda env: Outcome(False, [1])), tmp_path)
+    assert not report.matches
+    assert report.differences == ("success: recorded True, replayed False",)
+
+
 def test_replay_reports_different_values(tmp_path: Path) -> None:
     execute(lambda: Run(draw_many, {"n": 1}), _options(tmp_path))
     report = replay(lambda: Run(lambda env: random.random()), tmp_path)
@@ -159,6 +168,23 @@ def test_budget_limit_ends_the_run_without_success(tmp_path: Path) -> None:
     assert read_result(tmp_path).success is False
     assert read_result(tmp_path).spent == record.spent
     assert not (tmp_path / layout.EXCEPTION_FILE).exists()
+
+
+@pytest.mark.parametrize("field", ["num_requests", "price"])
+def test_a_program_that_spends_exactly_its_limit_and_returns_succeeds(
+    tmp_path: Path, field: str
+) -> None:
+    def program(env: Environment) -> Outcome:
+        env.spend(num_requests=1, price=0.25)
+        env.spend(num_requests=2, price=0.5)
+        return Outcome(True, ["answer"])
+
+    limit = Budget(num_requests=3) if field == "num_requests" else Budget(price=0.75)
+    record = execute(lambda: Run(program, budget=limit), _options(tmp_path))
+    assert (record.success, record.values, record.exhausted) == (True, ["answer"], None)
+    assert record.spent == Budget(3, 0, 0, 0, 0, 0.75)
+    assert read_result(tmp_path).success is True
+    assert read_result(tmp_path).values == ["answer"]
 
 
 def test_spending_over_the_limit_raises_budget_exhausted(tmp_path: Path) -> None:

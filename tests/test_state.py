@@ -102,6 +102,41 @@ def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path: Path) 
     assert os.listdir(tmp_path) == ["f.yaml"]
 
 
+@pytest.mark.skipif(
+    not Path("/proc/self/fd").is_dir(), reason="reads a descriptor's path from /proc"
+)
+def test_atomic_write_syncs_the_text_before_the_rename_and_the_rename_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A machine crash after an unsynced rename can leave an empty file in place of
+    # the state: the text must be on disk before the rename, the rename after it.
+    path = tmp_path / "f.yaml"
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        content = target.read_text() if target.is_file() else "<dir>"
+        events.append(("fsync", f"{target.name}: {content}"))
+        real_fsync(fd)
+
+    def replace(src: str | Path, dst: str | Path) -> None:
+        events.append(("replace", Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    atomic_write(path, "new\n")
+    assert events == [
+        ("fsync", f".f.yaml.{os.getpid()}.tmp: new\n"),
+        ("replace", "f.yaml"),
+        ("fsync", f"{tmp_path.name}: <dir>"),
+    ]
+    events.clear()
+    atomic_write(path, "cache\n", durable=False)
+    assert events == [("replace", "f.yaml")]
+
+
 def test_save_writes_the_seed_format(tmp_path: Path) -> None:
     make_store(tmp_path).save(make_state())
     assert (tmp_path / layout.STATE_FILE).read_text() == STATE_TEXT

@@ -101,6 +101,41 @@ def test_summary_has_the_seed_columns_then_config_name(tmp_path: Path) -> None:
     )
 
 
+@dataclass
+class Retrieval:
+    k: int = 4
+
+
+@dataclass
+class OptionalConfig:
+    model: str
+    retrieval: Retrieval | None = None
+    seed: int | None = None
+
+    def instantiate(self, context: object) -> object:
+        return None
+
+
+def test_columns_that_only_later_configs_have_are_kept(tmp_path: Path) -> None:
+    state = ExperimentState(
+        None,
+        None,
+        {
+            "a": ConfigInfo(OptionalConfig("m"), "done"),
+            "b": ConfigInfo(OptionalConfig("m", Retrieval(8)), "done"),
+        },
+    )
+    write_result(tmp_path, "a", success=True, price=0.25)
+    write_result(tmp_path, "b", success=True, price=0.5)
+    save_summary(tmp_path, state, codec_for(OptionalConfig))
+    assert (tmp_path / layout.SUMMARY_FILE).read_text() == (
+        "model,retrieval,seed,retrieval.k,success,num_completions,num_requests,"
+        "input_tokens,cached_input_tokens,output_tokens,price,config_name\n"
+        "m,,,,True,3,2,100,10,50,0.25,a\n"
+        "m,,,8.0,True,3,2,100,10,50,0.5,b\n"
+    )
+
+
 def test_add_timing_adds_a_duration_column(tmp_path: Path) -> None:
     write_result(tmp_path, "a", success=True, price=0.25, duration=2.25)
     save_summary(tmp_path, make_state(a="done"), codec_for(Config), add_timing=True)
