@@ -64,6 +64,7 @@ __all__ = [
     "RunOptions",
     "RunRecord",
     "WorkersSetup",
+    "compare",
     "execute",
     "path_stem",
     "read_result",
@@ -74,6 +75,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from pytest_delphyne.cli import ExperimentCLI
+    from pytest_delphyne.comparison import compare
 
 
 def __getattr__(name: str) -> Any:
@@ -82,4 +84,9 @@ def __getattr__(name: str) -> Any:
         from pytest_delphyne.cli import ExperimentCLI
 
         return ExperimentCLI
+    # The comparison reads its sources with pandas (half a second to import).
+    if name == "compare":
+        from pytest_delphyne.comparison import compare
+
+        return compare
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
