@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pytest_delphyne.comparison.sources import ExperimentRows
-from pytest_delphyne.report import Markup, escape, table
+from pytest_delphyne.report.markup import Markup, escape, table
 
 PAGE_FILE = "comparison.html"
 
