@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 import yaml
 
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import open_append, truncate
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -249,14 +250,12 @@ class RequestCache:
             elif mode in READ_ONLY_CACHE_MODES:
                 raise CacheFileError(path, 0, "no such cache file to replay")
         if mode not in READ_ONLY_CACHE_MODES:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-            if mode == "create":
-                flags |= os.O_TRUNC
+            fresh = mode == "create"
             try:
-                self._fd = os.open(path, flags, 0o644)
+                self._fd = open_append(path, truncate=fresh)
             except FileNotFoundError:  # the directory is usually there already
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(path, flags, 0o644)
+                self._fd = open_append(path, truncate=fresh)
 
     def __len__(self) -> int:
         """The number of recorded entries (read from the file or recorded since)."""
@@ -345,8 +344,7 @@ class RequestCache:
                 raise CacheFileError(path, torn_line, "the last entry is cut short")
             # A run killed mid-write: drop its torn entry, and cut it from the file
             # so that new entries follow whole ones.
-            with open(path, "r+b") as file:
-                file.truncate(len(text[: text.rindex("\n") + 1].encode()))
+            truncate(path, len(text[: text.rindex("\n") + 1].encode()))
         for entry in entries:
             args_json = json.dumps(
                 entry["args"], sort_keys=True, separators=(",", ":"), ensure_ascii=False

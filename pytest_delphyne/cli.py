@@ -31,6 +31,7 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.plan import ProvidedExperiment
 from pytest_delphyne.recorder import Recorder, describe_budget, total_spent
@@ -225,7 +226,7 @@ class InteractiveSnapshots:
                 for name, start in running
             ),
         ]
-        (directory / "index.md").write_text("\n".join(index) + "\n")
+        atomic_write(directory / "index.md", "\n".join(index) + "\n", durable=False)
         for name, start in running:
             details = [
                 f"# {name}",
@@ -237,7 +238,8 @@ class InteractiveSnapshots:
             if verbose and log.exists():
                 tail = log.read_text(errors="replace").splitlines()[-20:]
                 details += ["", "## Recent log", "", "```", *tail, "```"]
-            (directory / f"{name}.md").write_text("\n".join(details) + "\n")
+            text = "\n".join(details) + "\n"
+            atomic_write(directory / f"{name}.md", text, durable=False)
         self._print([SNAPSHOT_MESSAGE.format(path=directory)])
         return directory
 

@@ -22,6 +22,7 @@ from pytest_delphyne.cache import (
     plain_copy,
 )
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import open_log
 
 T = TypeVar("T")
 
@@ -150,7 +151,7 @@ class Environment:
         self.limit = limit
         self.cache = cache
         self._threshold = _level_index(log_level)
-        self._log_file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
+        self._log_file = open_log(log_path) if log_path else None
         self._spent = ZERO
         self._paid = ZERO
         self.calls: list[dict[str, Any]] | None = [] if trace else None

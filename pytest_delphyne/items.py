@@ -25,6 +25,7 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.experiment import experiment_of_script
+from pytest_delphyne.files import open_append
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.workers import (
     RESULT_PROPERTY,
@@ -167,7 +168,7 @@ class SpendMeter:
     def _fd(self) -> int:
         if self._ledger_fd is None:
             assert self.ledger is not None
-            self._ledger_fd = os.open(self.ledger, os.O_RDWR | os.O_APPEND)
+            self._ledger_fd = open_append(self.ledger, create=False)
         return self._ledger_fd
 
     def close(self) -> None:

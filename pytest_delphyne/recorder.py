@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.items import SelectionOptions, decide_action
 from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.state import ConfigUpdate, Status
@@ -88,10 +88,7 @@ class RecordedExperiment:
 
 def _write_shipped_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
+    atomic_write(path, data, durable=False)
 
 
 @contextlib.contextmanager

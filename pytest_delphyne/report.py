@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
-from pytest_delphyne.state import ExperimentState, atomic_write
+from pytest_delphyne.state import ExperimentState
 from pytest_delphyne.summary import BUDGET_COLUMNS, flatten_params, summary_rows
 
 if TYPE_CHECKING:

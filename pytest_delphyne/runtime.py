@@ -18,7 +18,6 @@ recorded one.
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -49,6 +48,7 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.traces import write_traces
 from pytest_delphyne.yaml_writer import block_yaml
 
@@ -279,7 +279,9 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
         if env is not None and env.calls is not None:
             write_traces(directory, options.config_name, env.calls, *traces)
         if record.traceback is not None:
-            (directory / layout.EXCEPTION_FILE).write_text(record.traceback, "utf-8")
+            atomic_write(
+                directory / layout.EXCEPTION_FILE, record.traceback, durable=False
+            )
         else:
             _write_result(directory, record, options.params)
     return record
@@ -325,10 +327,8 @@ def _write_result(
     text = block_yaml(data, max_line=_RESULT_LINE_LIMIT, multiline=False)
     if text is None:
         text = dump_yaml(data)
-    path = directory / layout.RESULT_FILE
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, "utf-8")
-    os.replace(temporary, path)  # a reader never sees half a result
+    # Not fsynced: a per-config file (see `files`).
+    atomic_write(directory / layout.RESULT_FILE, text, durable=False)
 
 
 # `dump_yaml` folds lines longer than 100 characters; shorter ones come out the same.

@@ -37,6 +37,7 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write, open_append
 from pytest_delphyne.identity import (
     ConfigCodec,
     ConfigParamsError,
@@ -220,36 +221,6 @@ def _parse_time(value: object) -> datetime | None:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
-
-
-def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
-    """Replace `path` with `text`, never leaving a half-written file.
-
-    The text goes to a temporary file in the same directory, which is fsynced and then
-    renamed over `path` (the directory is fsynced too, so the rename is durable).
-    `durable=False` skips both fsyncs, for files that are only caches: a crash of
-    the machine may then leave an empty or old file, but never a half-written one
-    in place of a good one for a process that dies.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            if durable:
-                os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
@@ -665,7 +636,7 @@ class StateStore(Generic[C]):
 
     def _open_journal(self) -> int:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.journal_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_append(self.journal_file)
         # A previous recorder killed mid-write left a torn last line; cut it so that
         # the next entry starts on a line of its own.
         size = os.fstat(fd).st_size

@@ -24,8 +24,9 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
-from pytest_delphyne.state import ExperimentState, atomic_write
+from pytest_delphyne.state import ExperimentState
 
 if TYPE_CHECKING:
     import pandas
