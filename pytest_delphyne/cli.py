@@ -34,7 +34,8 @@ from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.plan import ProvidedExperiment
-from pytest_delphyne.recorder import Recorder, describe_budget, total_spent
+from pytest_delphyne.recorder import Recorder
+from pytest_delphyne.spending import describe_budget, total_spent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -15,14 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
 
-from pytest_delphyne.cache import (
-    CacheAnswer,
-    RequestCache,
-    canonical_args_json,
-    plain_copy,
-)
+from pytest_delphyne.cache import CacheAnswer, RequestCache, canonical_args_json
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.files import open_log
+from pytest_delphyne.plain_data import plain_copy
 
 T = TypeVar("T")
 

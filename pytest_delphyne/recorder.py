@@ -12,7 +12,6 @@ summary when every config is done, and reports what was spent.
 from __future__ import annotations
 
 import contextlib
-import csv
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -23,11 +22,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_delphyne import layout
-from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.items import SelectionOptions, decide_action
-from pytest_delphyne.runtime import Budget, ResultFileError, read_result
+from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.workers import (
@@ -476,37 +474,3 @@ class Recorder:
             if message is not None and not self._said_saved:
                 write(message)
         self._restore_sigint()
-
-
-def summary_totals(path: Path) -> dict[str, float]:
-    """The budget columns of `results_summary.csv`, summed."""
-    with path.open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    return {
-        field: sum(float(row[field] or 0) for row in rows) for field in BUDGET_FIELDS
-    }
-
-
-def total_spent(experiment: Experiment[Any]) -> dict[str, float]:
-    """What the done configs' result files record as spent."""
-    total = Budget()
-    state = experiment.load_state()
-    for name, info in state.configs.items():
-        if info.status != "done":
-            continue
-        try:
-            recorded = read_result(experiment.config_dir(name))
-        except ResultFileError:
-            continue  # gone or corrupt: the summary's error says which
-        total = total + recorded.spent
-    return total.as_dict()
-
-
-def describe_budget(spent: dict[str, float]) -> str:
-    price = spent.get("price", 0.0)
-    return (
-        f"{int(spent.get('num_requests', 0))} requests, "
-        f"{int(spent.get('input_tokens', 0))} input tokens "
-        f"({int(spent.get('cached_input_tokens', 0))} cached), "
-        f"{int(spent.get('output_tokens', 0))} output tokens, price {price:.4f}"
-    )

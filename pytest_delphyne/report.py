@@ -30,7 +30,9 @@ from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
 from pytest_delphyne.state import ExperimentState
-from pytest_delphyne.summary import BUDGET_COLUMNS, flatten_params, summary_rows
+from pytest_delphyne.summary import SUMMARY_BUDGET_ORDER as BUDGET_COLUMNS
+from pytest_delphyne.summary import param_columns as flatten_params
+from pytest_delphyne.summary import summary_rows
 
 if TYPE_CHECKING:
     import pandas

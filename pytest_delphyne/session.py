@@ -38,6 +38,7 @@ from pytest_delphyne.items import (
     worker_setup_key,
 )
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
+from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.plan import (
     ExperimentSpec,
     build_plan,
@@ -47,7 +48,6 @@ from pytest_delphyne.plan import (
 )
 from pytest_delphyne.recorder import RecordedExperiment, Recorder
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
-from pytest_delphyne.summary import flatten_params
 from pytest_delphyne.workers import (
     PLANS_KEY,
     RESULT_PROPERTY,

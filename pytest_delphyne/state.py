@@ -38,11 +38,12 @@ import yaml
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.files import atomic_write, open_append
-from pytest_delphyne.identity import (
-    ConfigCodec,
-    ConfigParamsError,
+from pytest_delphyne.identity import ConfigCodec, ConfigParamsError, codec_for
+from pytest_delphyne.plain_data import (
     canonical_json,
-    codec_for,
+    dump_yaml,
+    load_yaml,
+    yaml_error_line,
 )
 from pytest_delphyne.yaml_writer import block_yaml
 
@@ -50,9 +51,6 @@ C = TypeVar("C")
 
 Status = Literal["todo", "done", "failed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 INVALID_YAML_PROBLEM = "not valid YAML ({problem}); the file was left untouched"
 NOT_UTF8_PROBLEM = "not UTF-8 text ({problem}); the file was left untouched"
@@ -251,9 +249,7 @@ def state_data(state: ExperimentState[C], codec: ConfigCodec[C]) -> dict[str, An
 def _render_data(data: dict[str, Any]) -> str:
     text = block_yaml(data)
     if text is None:
-        text = yaml.dump(
-            data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000
-        )
+        text = dump_yaml(data, width=1000, literal_blocks=False)
     return text
 
 
@@ -269,10 +265,9 @@ def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState
 
 def _parse_yaml(text: str, path: Path) -> object:
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
+        return load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        line = yaml_error_line(exc)
         problem = getattr(exc, "problem", None) or str(exc)
         raise StateFileError(
             path, INVALID_YAML_PROBLEM.format(problem=problem), line

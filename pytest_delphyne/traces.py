@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from pytest_delphyne import layout
-from pytest_delphyne.cache import dump_yaml
 from pytest_delphyne.files import atomic_write
+from pytest_delphyne.plain_data import dump_yaml
 
 _PAGE: Final = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
