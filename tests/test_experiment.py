@@ -16,22 +16,24 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.experiment import (
-    CONFIG_NOT_IN_STATE_MESSAGE,
-    DUPLICATE_NAME_MESSAGE,
     NO_RESULT_MESSAGE,
-    NOT_A_CONFIG_MESSAGE,
     UNKNOWN_CONFIG_MESSAGE,
     UNLISTED_CONFIGS_MESSAGE,
     ExecutionContext,
     Experiment,
     ExperimentConfig,
-    InvalidConfigError,
-    UnknownConfigError,
     UnlistedConfigsWarning,
     WorkersSetup,
 )
 from pytest_delphyne.identity import InvalidConfigNameError
 from pytest_delphyne.lock import ExperimentLockedError
+from pytest_delphyne.roster import (
+    CONFIG_NOT_IN_STATE_MESSAGE,
+    DUPLICATE_NAME_MESSAGE,
+    NOT_A_CONFIG_MESSAGE,
+    InvalidConfigError,
+    UnknownConfigError,
+)
 from pytest_delphyne.runtime import Run
 from pytest_delphyne.state import (
     ConfigInfo,

@@ -18,6 +18,7 @@ import pytest_delphyne
 from pytest_delphyne import layout
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigParamsError, codec_for
+from pytest_delphyne.journal import JOURNAL_UNKNOWN_CONFIG_PROBLEM, read_journal
 from pytest_delphyne.lock import (
     LOCKED_MESSAGE,
     ExperimentLockedError,
@@ -27,16 +28,14 @@ from pytest_delphyne.lock import (
 )
 from pytest_delphyne.state import (
     INVALID_TIME_PROBLEM,
-    JOURNAL_UNKNOWN_CONFIG_PROBLEM,
     NO_STATE_PROBLEM,
     UNKNOWN_STATUS_PROBLEM,
     ConfigInfo,
     ConfigUpdate,
     ExperimentState,
     StateFileError,
-    StateStore,
-    read_journal,
 )
+from pytest_delphyne.state_store import StateStore
 
 REPO_ROOT = Path(pytest_delphyne.__file__).parent.parent
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
