@@ -12,13 +12,14 @@ import runpy
 import sys
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pytest_delphyne import layout, summary
+from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
 from pytest_delphyne.identity import (
     ConfigCodec,
     codec_for,
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
     import pandas
 
-    from pytest_delphyne.runtime import LogLevel, ReplayReport, Run
+    from pytest_delphyne.runtime import LogLevel, ReplayReport
 
 T = TypeVar("T")
 
@@ -61,55 +62,7 @@ UNKNOWN_CONFIG_MESSAGE = "No config named {name!r} in {state_file}"
 NO_RESULT_MESSAGE = "Config {name!r} has no result yet ({path} does not exist)"
 _NAMES_SHOWN = 10
 
-
-class ExperimentConfig(Protocol):
-    """A configuration: a dataclass holding hyperparameters, which `instantiate`
-    turns into a run of the program."""
-
-    def instantiate(self, context: object) -> Run:
-        """The run this configuration stands for: the program, its arguments, its
-        budget limit and its log and trace settings.
-
-        Arguments:
-            context: the experiment's `configs_context` (`None` by default).
-        """
-        ...
-
-
 C = TypeVar("C", bound=ExperimentConfig)
-
-
-@dataclass(frozen=True)
-class ExecutionContext:
-    """Where an experiment runs.
-
-    Attributes:
-        workspace_root: the directory a relative `Experiment.output_dir` is relative
-            to. When `None`, it is the directory of the file defining the experiment.
-    """
-
-    workspace_root: Path | None = None
-
-
-@dataclass(frozen=True)
-class WorkersSetup(Generic[T]):
-    """Setup work that every process running configs needs.
-
-    Attributes:
-        common: called once, on the main process, before any config runs; it must
-            return a picklable value. It may be a generator function yielding that
-            value: the code after its `yield` runs at the end of the session (to stop
-            a server it started, say).
-        per_worker: called once in each worker before its first config, with the
-            value of `common`.
-
-    !!! tip "Example"
-        To share one proving server among all workers, start it in `common` and
-        return its port; `per_worker` connects each worker to that port.
-    """
-
-    common: Callable[[], T] | Callable[[], Iterator[T]]
-    per_worker: Callable[[T], None]
 
 
 class UnlistedConfigsWarning(UserWarning):

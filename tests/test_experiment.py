@@ -15,15 +15,13 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
+from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
 from pytest_delphyne.experiment import (
     NO_RESULT_MESSAGE,
     UNKNOWN_CONFIG_MESSAGE,
     UNLISTED_CONFIGS_MESSAGE,
-    ExecutionContext,
     Experiment,
-    ExperimentConfig,
     UnlistedConfigsWarning,
-    WorkersSetup,
 )
 from pytest_delphyne.identity import InvalidConfigNameError
 from pytest_delphyne.lock import ExperimentLockedError

@@ -33,6 +33,7 @@ from pytest_delphyne.runtime import (
     read_result,
     replay,
 )
+from pytest_delphyne.settings import SETTING_NAMES, RunSettings
 
 ZERO_SPENT = {
     "num_requests": 0,
@@ -53,7 +54,15 @@ def draw_many(env: Environment, n: int) -> Outcome:
 
 
 def _options(directory: Path, **overrides: Any) -> RunOptions:
-    return RunOptions(config_name="c1", directory=directory, **overrides)
+    settings = {
+        name: overrides.pop(name) for name in SETTING_NAMES if name in overrides
+    }
+    return RunOptions(
+        config_name="c1",
+        directory=directory,
+        settings=RunSettings(**settings),
+        **overrides,
+    )
 
 
 def test_identical_computes_replay_in_order_without_calling(
