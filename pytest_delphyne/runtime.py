@@ -49,7 +49,6 @@ from pytest_delphyne.results import (
 from pytest_delphyne.settings import DEFAULT_SETTINGS, RunSettings
 from pytest_delphyne.traces import write_traces
 
-
 RETURNED_VALUES: Final = "the value returned by the program"
 
 __all__ = [  # what this module offers, its own names, the `env`'s and the result's
