@@ -238,6 +238,15 @@ def test_a_torn_last_journal_line_is_ignored_and_cut_before_appending(
     )
 
 
+def test_blank_journal_lines_are_skipped_and_the_entries_after_them_read(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / layout.JOURNAL_FILE
+    done, failed = ConfigUpdate("b", "done", T0, T1), ConfigUpdate("a", "failed")
+    journal.write_text(f"{done.to_json()}\n\n  \n{failed.to_json()}\n")
+    assert read_journal(journal) == [done, failed]
+
+
 def test_a_corrupt_complete_journal_line_names_the_journal_and_line(
     tmp_path: Path,
 ) -> None:
@@ -607,9 +616,9 @@ def test_save_and_record_create_an_output_dir_whose_parents_are_missing(
 ) -> None:
     make_store(tmp_path / "runs" / "a").save(make_state())
     assert make_store(tmp_path / "runs" / "a").load() == make_state()
-    store = make_store(tmp_path / "runs" / "b")
+    store = make_store(tmp_path / "journals" / "b")
     store.record(ConfigUpdate("a", "done", T0, T1))
-    assert read_journal(tmp_path / "runs" / "b" / layout.JOURNAL_FILE) == [
+    assert read_journal(tmp_path / "journals" / "b" / layout.JOURNAL_FILE) == [
         ConfigUpdate("a", "done", T0, T1)
     ]
 
