@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ from pytest_delphyne.lock import (
 )
 from pytest_delphyne.state import (
     INVALID_TIME_PROBLEM,
+    INVALID_YAML_PROBLEM,
     JOURNAL_UNKNOWN_CONFIG_PROBLEM,
     NO_STATE_PROBLEM,
     STATE_SHAPE_PROBLEM,
@@ -631,3 +633,42 @@ def test_times_of_another_zone_are_written_in_utc(tmp_path: Path) -> None:
     )
     make_store(tmp_path).save(state)
     assert (tmp_path / layout.STATE_FILE).read_text() == STATE_TEXT
+
+
+def test_invalid_yaml_is_named_with_its_line_and_problem(tmp_path: Path) -> None:
+    (tmp_path / layout.STATE_FILE).write_text("name: exp\nconfigs: [unclosed\n")
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    assert info.value.line == 3
+    assert str(info.value).endswith(
+        INVALID_YAML_PROBLEM.format(problem="did not find expected ',' or ']'")
+    )
+
+
+def test_a_time_written_in_another_zone_is_read_in_utc(tmp_path: Path) -> None:
+    (tmp_path / layout.STATE_FILE).write_text(
+        STATE_TEXT.replace("'2024-05-01T12:00:00+00:00'", "'2024-05-01T14:00:00+02:00'")
+    )
+    assert make_store(tmp_path).load().configs["a"].start_time == T0
+
+
+def test_a_failed_journal_write_keeps_the_entries_recorded_before_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    first, second = ConfigUpdate("a", "done", T0, T1), ConfigUpdate("b", "failed")
+    store.record(first)
+    store.record(second)
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        real_write(fd, data[:5])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        store.record(ConfigUpdate("b", "done", T0, T1))
+    monkeypatch.undo()
+    store.close()
+    assert read_journal(tmp_path / layout.JOURNAL_FILE) == [first, second]
