@@ -652,7 +652,7 @@ def test_a_time_written_in_another_zone_is_read_in_utc(tmp_path: Path) -> None:
     assert make_store(tmp_path).load().configs["a"].start_time == T0
 
 
-def test_a_failed_journal_write_keeps_the_entries_recorded_before_it(
+def test_a_failed_journal_write_keeps_the_entries_before_it_and_cuts_its_own(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = make_store(tmp_path)
@@ -670,5 +670,8 @@ def test_a_failed_journal_write_keeps_the_entries_recorded_before_it(
     with pytest.raises(OSError, match="No space left"):
         store.record(ConfigUpdate("b", "done", T0, T1))
     monkeypatch.undo()
+    # The torn part was cut: the next entry, once there is room, starts its own line.
+    third = ConfigUpdate("b", "done", T0, T1)
+    store.record(third)
     store.close()
-    assert read_journal(tmp_path / layout.JOURNAL_FILE) == [first, second]
+    assert read_journal(tmp_path / layout.JOURNAL_FILE) == [first, second, third]
