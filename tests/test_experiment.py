@@ -159,6 +159,13 @@ def test_load_creates_the_state_with_every_config_todo(tmp_path: Path) -> None:
     assert not experiment.is_done()
 
 
+def test_load_creates_an_output_dir_whose_parents_do_not_exist(tmp_path: Path) -> None:
+    output_dir = tmp_path / "runs" / "2024" / "exp"
+    experiment = make_experiment(output_dir, [Config("a")]).load()
+    assert list(experiment.load_state().configs) == ["a_t0.7"]
+    assert (output_dir / layout.STATE_FILE).is_file()
+
+
 def test_default_names_are_uuids(tmp_path: Path) -> None:
     experiment = Experiment(
         config_class=Config, output_dir=tmp_path, configs=[Config("a")]
