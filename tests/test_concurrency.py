@@ -439,3 +439,20 @@ def test_configs_in_flight_share_one_client_per_model(
     copy = pickle.loads(pickle.dumps(model))
     copy.chat(Environment("x", RequestCache(None, "off")), [{"role": "user"}])
     assert len(_SlowClient.made) == 2
+
+
+def test_resume_with_concurrency(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(exp=experiment_source(configs=6))
+    pytester.makepyfile(
+        launch="import exp\nraise SystemExit(exp.experiment.resume(concurrency=3))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "launch.py"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert set(most_at_once(pytester.path).values()) == {3}
+    assert set(statuses(pytester.path / "out").values()) == {"done"}
