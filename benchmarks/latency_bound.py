@@ -14,11 +14,14 @@ processes, one per setup: `P` is `-n P` (processes only), `PxK` is `-n P
 is N x 5 x latency / (P x K), the wall time of a run that only waits.
 
 For each setup it prints the wall time, the limit, their ratio, the requests the server
-answered and the peak memory of the run's processes together: the sum of their
-proportional set sizes (PSS, from /proc/PID/smaps_rollup: shared pages are counted once
-over the processes that share them), sampled every 0.2 s. The server, in this script's
-process, is not counted. Targets (issue 19), on a 2-core machine: concurrency 64 at
-<= 1.3x the limit, concurrency 256 at <= 1.5x, all processes together <= 600 MB.
+answered, the CPU time of the run's processes (user + system, all of them) and of the
+server (this script's process), and the peak memory of the run's processes together:
+the sum of their proportional set sizes (PSS, from /proc/PID/smaps_rollup: shared
+pages are counted once over the processes that share them), sampled every 0.2 s. The
+server is not counted in the memory. CPU time over the machine's cores is the least
+wall time the machine allows, whatever the concurrency. Targets (issue 19), on a
+2-core machine: concurrency 64 at <= 1.3x the limit, concurrency 256 at <= 1.5x, all
+processes together <= 600 MB.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -231,6 +235,8 @@ class Measure:
     answered: int
     peak_memory: int
     returncode: int
+    run_cpu: float
+    server_cpu: float
 
 
 def measure(
@@ -244,6 +250,8 @@ def measure(
         **os.environ,
         "BENCH_BASE_URL": f"http://127.0.0.1:{server.server_address[1]}/v1",
     }
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = time.process_time()
     start = time.perf_counter()
     process = subprocess.Popen(
         command,
@@ -256,8 +264,22 @@ def measure(
     returncode = process.wait()
     wall = time.perf_counter() - start
     peak = sampler.stop()
+    server_cpu = time.process_time() - server_before
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    run_cpu = (children.ru_utime - children_before.ru_utime) + (
+        children.ru_stime - children_before.ru_stime
+    )
     limit = configs * REQUESTS_PER_CONFIG * server.latency / setup.in_flight
-    return Measure(setup, wall, limit, server.answered - before, peak, returncode)
+    return Measure(
+        setup,
+        wall,
+        limit,
+        server.answered - before,
+        peak,
+        returncode,
+        run_cpu,
+        server_cpu,
+    )
 
 
 def main() -> None:
@@ -280,7 +302,8 @@ def main() -> None:
         )
         print(
             f"{'setup':<36} {'in flight':>9} {'wall s':>8} {'limit s':>8} "
-            f"{'ratio':>6} {'answered':>9} {'peak MB':>8}"
+            f"{'ratio':>6} {'answered':>9} {'run cpu s':>9} {'server cpu s':>12} "
+            f"{'peak MB':>8}"
         )
         for text in arguments.setups:
             result = measure(Setup.parse(text), project, server, arguments.configs)
@@ -289,6 +312,7 @@ def main() -> None:
                 f"{result.setup.describe():<36} {result.setup.in_flight:>9} "
                 f"{result.wall:>8.2f} {result.limit:>8.2f} "
                 f"{result.wall / result.limit:>6.2f} {result.answered:>9} "
+                f"{result.run_cpu:>9.1f} {result.server_cpu:>12.1f} "
                 f"{result.peak_memory / 1e6:>8.0f}{failed}",
                 flush=True,
             )

@@ -46,6 +46,11 @@ if TYPE_CHECKING:
 CONCURRENCY_MESSAGE: Final = (
     "--delphyne-concurrency must be a whole number of configs >= 1, not {value!r}"
 )
+WORKSTEAL_MESSAGE: Final = (
+    "--delphyne-concurrency={value} cannot be used with --dist worksteal: a worker's "
+    "configs start before their turn, and another worker would steal and run them "
+    "again; use --dist load (the default of -n)"
+)
 UNFINISHED_KEY: Final = "delphyne_unfinished"
 """The `workeroutput` key of a worker's configs that were in flight when it stopped."""
 

@@ -19,6 +19,7 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_delphyne.concurrency import (
+    WORKSTEAL_MESSAGE,
     ConcurrencyError,
     ConfigPool,
     SessionQueue,
@@ -418,6 +419,8 @@ def _start_pool(config: pytest.Config, *, is_worker: bool) -> None:
     concurrency = configs_in_flight(config)
     if concurrency == 1 or config.getoption("collectonly"):
         return
+    if config.getoption("dist", "no") == "worksteal":
+        raise pytest.UsageError(WORKSTEAL_MESSAGE.format(value=concurrency))
     if is_worker:
         _register(
             config, pool_key, ConfigPool(config, concurrency, worker_queue(config))

@@ -25,7 +25,7 @@ import yaml
 
 from pytest_delphyne import OpenAIChatModel, layout
 from pytest_delphyne.cache import RequestCache
-from pytest_delphyne.concurrency import CONCURRENCY_MESSAGE
+from pytest_delphyne.concurrency import CONCURRENCY_MESSAGE, WORKSTEAL_MESSAGE
 from pytest_delphyne.environment import Environment
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 
@@ -456,3 +456,19 @@ def test_resume_with_concurrency(pytester: pytest.Pytester) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert set(most_at_once(pytester.path).values()) == {3}
     assert set(statuses(pytester.path / "out").values()) == {"done"}
+
+
+def test_work_stealing_is_refused_with_configs_in_flight(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(exp=experiment_source(configs=4))
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py",
+        "-n",
+        "2",
+        "--dist=worksteal",
+        "--delphyne-concurrency=2",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{WORKSTEAL_MESSAGE.format(value=2)}*"])
+    assert not (pytester.path / "paid.txt").exists()
