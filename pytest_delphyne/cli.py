@@ -3,6 +3,7 @@
 An experiment file ending with `experiment.run_cli()` becomes a program:
 
     python exp.py run --max-workers 8 --retry-errors
+    python exp.py run --max-workers 2 --concurrency 32
     python exp.py status
     python exp.py replay --config NAME
     python exp.py clean-index
@@ -130,6 +131,14 @@ class ExperimentCLI:
             help="Parallel worker processes (default: 1, this process)",
         )
         run.add_argument(
+            "--concurrency",
+            type=int,
+            default=1,
+            metavar="K",
+            help="Configs in flight in each process, for programs that wait on "
+            "models (default: 1)",
+        )
+        run.add_argument(
             "--retry-errors",
             "--retry_errors",
             action="store_true",
@@ -225,6 +234,7 @@ class ExperimentCLI:
         )
         request = RunRequest(
             max_workers=arguments.max_workers,
+            concurrency=arguments.concurrency,
             retry_errors=arguments.retry_errors,
             interactive=arguments.interactive,
             settings=settings,

@@ -401,7 +401,11 @@ class Experiment(Generic[C]):
         )
 
     def resume(
-        self, max_workers: int = 1, log_progress: bool = True, interactive: bool = False
+        self,
+        max_workers: int = 1,
+        log_progress: bool = True,
+        interactive: bool = False,
+        concurrency: int = 1,
     ) -> int:
         """Run every config whose status is "todo", through the pytest plugin.
 
@@ -417,6 +421,9 @@ class Experiment(Generic[C]):
             log_progress: Whether pytest reports progress (`-q` otherwise).
             interactive: Pressing Enter prints each running config's elapsed time and
                 writes a snapshot under `<output_dir>/snapshots/`.
+            concurrency: Configs in flight in each process, for programs that wait
+                on models (`--delphyne-concurrency`); items are still reported one at
+                a time, in order.
 
         Returns:
             pytest's exit code.
@@ -428,7 +435,10 @@ class Experiment(Generic[C]):
         return run_experiment(
             self,
             RunRequest(
-                max_workers=max_workers, quiet=not log_progress, interactive=interactive
+                max_workers=max_workers,
+                concurrency=concurrency,
+                quiet=not log_progress,
+                interactive=interactive,
             ),
         )
 

@@ -7,7 +7,6 @@ command line: `selection.decide` (SPEC §5's table).
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +15,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.concurrency import run_config
 from pytest_delphyne.experiment import experiment_of_script
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
-from pytest_delphyne.spend_cap import SPEND_CAP_REASON, SpendMeter
+from pytest_delphyne.spend_cap import SpendMeter
 from pytest_delphyne.wire import (
     RESULT_PROPERTY,
     ExperimentPlan,
@@ -265,23 +265,9 @@ class ConfigItem(pytest.Item):
 
     def _run(self) -> None:
         binding = self.binding
-        cap = binding.options.max_price
-        if cap is not None and binding.meter.total() >= cap:
-            raise pytest.skip.Exception(
-                SPEND_CAP_REASON.format(cap=cap), _use_item_location=True
-            )
-        config_dir = layout.config_dir(binding.output_dir, self.config_name)
-        if binding.shares_output_dir:
-            directory = config_dir
-        else:
-            directory = Path(tempfile.mkdtemp(prefix=f"delphyne-{self.config_name}-"))
         try:
-            record = execute(
-                self._run_factory(),
-                self._run_options(
-                    directory, cache_mode=self.decision.cache_mode, write_files=True
-                ),
-            )
+            # Checks the spend cap; may have started this config ahead of its turn.
+            record, directory = run_config(self)
         except KeyboardInterrupt:
             # The config stays todo: its frames tell the user nothing, and a frame
             # interrupted mid-instruction can lack the line number pytest's report

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -184,6 +185,21 @@ class OpenAIChatModel:
         self._api_key = api_key
         self._sleep = sleep
         self._client: openai.OpenAI | None = None
+        # Configs in flight in one process share the model, so its client: one
+        # connection pool (the client itself is safe to share between threads).
+        self._client_lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A model in `configs_context` travels to xdist workers: each process opens
+        # its own client (a lock and a connection pool do not cross processes).
+        state = dict(self.__dict__)
+        state["_client"] = None
+        del state["_client_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model={self.model!r}, base_url={self.base_url!r})"
@@ -252,15 +268,7 @@ class OpenAIChatModel:
         self, env: Environment, request: dict[str, Any], transport: dict[str, Any]
     ) -> dict[str, Any]:
         openai = _import_openai()
-        if self._client is None:
-            # The client's own retries are off: ours is the only retry loop, so that
-            # each attempt is logged and `max_retries` means what it says.
-            self._client = openai.OpenAI(
-                api_key=self._api_key or os.environ.get("OPENAI_API_KEY"),
-                base_url=self.base_url,
-                max_retries=0,
-                timeout=self.timeout,
-            )
+        client = self._shared_client(openai)
         retryable = (
             openai.RateLimitError,
             openai.APIConnectionError,  # APITimeoutError included
@@ -268,7 +276,7 @@ class OpenAIChatModel:
         )
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._client.chat.completions.create(**request, **transport)
+                response = client.chat.completions.create(**request, **transport)
             except retryable as error:
                 if attempt == self.max_retries:
                     raise
@@ -287,6 +295,19 @@ class OpenAIChatModel:
                 )
                 return data
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _shared_client(self, module: Any) -> openai.OpenAI:
+        with self._client_lock:
+            if self._client is None:
+                # The client's own retries are off: ours is the only retry loop, so
+                # that each attempt is logged and `max_retries` means what it says.
+                self._client = module.OpenAI(
+                    api_key=self._api_key or os.environ.get("OPENAI_API_KEY"),
+                    base_url=self.base_url,
+                    max_retries=0,
+                    timeout=self.timeout,
+                )
+            return self._client
 
     def _delay(self, attempt: int, error: Exception) -> float:
         delay: float = self.backoff * 2**attempt * (0.5 + random.random() / 2)

@@ -18,6 +18,14 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from pytest_delphyne.concurrency import (
+    WORKSTEAL_MESSAGE,
+    ConcurrencyError,
+    ConfigPool,
+    SessionQueue,
+    check_concurrency,
+    pool_key,
+)
 from pytest_delphyne.controller import Controller, SessionReports
 from pytest_delphyne.discovery import ExperimentSpec
 from pytest_delphyne.environment import LOG_LEVELS
@@ -28,7 +36,7 @@ from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.snapshots import InteractiveSnapshots
 from pytest_delphyne.wire import worker_input
-from pytest_delphyne.workers import XdistHooks, start_worker
+from pytest_delphyne.workers import XdistHooks, start_worker, worker_queue
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -41,6 +49,7 @@ xdist_hooks_key = pytest.StashKey[XdistHooks]()
 recorder_key = pytest.StashKey[Recorder]()
 reports_key = pytest.StashKey[SessionReports]()
 snapshots_key = pytest.StashKey[InteractiveSnapshots]()
+# The pool's key is `concurrency.pool_key`: items find the pool through it.
 interactive_input_key = pytest.StashKey[IO[str]]()
 
 # Each registered object's stash key and plugin name, in the order of registration.
@@ -50,6 +59,7 @@ _PLUGIN_KEYS: tuple[tuple[pytest.StashKey[Any], str], ...] = (
     (recorder_key, "delphyne-recorder"),
     (reports_key, "delphyne-report"),
     (snapshots_key, "delphyne-snapshots"),
+    (pool_key, "delphyne-concurrency"),
 )
 
 # The settings of `RunSettings` the command line overrides, as on/off options: the
@@ -95,6 +105,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PRICE",
         help="Start no more configs once this session has spent PRICE; the rest "
         "stay todo",
+    )
+    group.addoption(
+        "--delphyne-concurrency",
+        action="store",
+        type=int,
+        dest="delphyne_concurrency",
+        default=None,
+        metavar="K",
+        help="Keep up to K configs in flight in each process, for programs that "
+        "wait on models (items are still reported one at a time, in order)",
     )
     group.addoption(
         "--delphyne-reuse-cache",
@@ -167,6 +187,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="",
     )
     parser.addini(
+        "delphyne_concurrency",
+        type="string",
+        help="Configs in flight in each process, as --delphyne-concurrency",
+        default="",
+    )
+    parser.addini(
         "delphyne_reuse_cache",
         type="bool",
         help="Let retried configs replay what their failed attempt paid for, as "
@@ -194,6 +220,19 @@ def apply_ini_settings(config: pytest.Config) -> None:
             raise pytest.UsageError(
                 f"delphyne_max_price in {where}: {price!r} is not a price"
             ) from None
+    concurrency = str(config.getini("delphyne_concurrency")).strip()
+    if option.delphyne_concurrency is None and concurrency:
+        try:
+            option.delphyne_concurrency = check_concurrency(concurrency)
+        except ConcurrencyError as error:
+            raise pytest.UsageError(
+                f"delphyne_concurrency in {where}: {error}"
+            ) from None
+    if option.delphyne_concurrency is not None:
+        try:
+            check_concurrency(option.delphyne_concurrency)
+        except ConcurrencyError as error:
+            raise pytest.UsageError(str(error)) from None
     if not option.delphyne_reuse_cache and config.getini("delphyne_reuse_cache"):
         option.delphyne_reuse_cache = True
     level = str(config.getini("delphyne_log_level")).strip()
@@ -313,6 +352,7 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             _start_controller(config, session, specs)
         session.align_last_failed()
+    _start_pool(config, is_worker=workerinput is not None)
     paths = [str(path) for path in session.bindings]
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # Without positional paths, the experiments are the whole test run.
@@ -365,6 +405,42 @@ def _start_controller(
             snapshots_key,
             InteractiveSnapshots(config, recorder, source, session.settings),
         )
+
+
+def configs_in_flight(config: pytest.Config) -> int:
+    """How many configs each process keeps in flight: one under `--pdb` and
+    `--delphyne-replay`, which run one config at a time."""
+    if selection_options(config).replay:
+        return 1
+    return int(config.getoption("delphyne_concurrency") or 1)
+
+
+def _start_pool(config: pytest.Config, *, is_worker: bool) -> None:
+    concurrency = configs_in_flight(config)
+    if concurrency == 1 or config.getoption("collectonly"):
+        return
+    if config.getoption("dist", "no") == "worksteal":
+        raise pytest.UsageError(WORKSTEAL_MESSAGE.format(value=concurrency))
+    if is_worker:
+        _register(
+            config, pool_key, ConfigPool(config, concurrency, worker_queue(config))
+        )
+        return
+    recorder = config.stash.get(recorder_key, None)
+    xdist = config.stash.get(xdist_hooks_key, None)
+    if xdist is not None and recorder is not None:
+        xdist.on_unfinished = recorder.mark_unfinished
+        xdist.concurrency = concurrency
+    _register(
+        config,
+        pool_key,
+        ConfigPool(
+            config,
+            concurrency,
+            SessionQueue().upcoming,
+            on_unfinished=recorder.mark_unfinished if recorder is not None else None,
+        ),
+    )
 
 
 @pytest.hookimpl

@@ -36,6 +36,7 @@ from pytest_delphyne.wire import (
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pytest_delphyne.concurrency import UnfinishedConfig
     from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.workers import XdistHooks
 
@@ -203,6 +204,16 @@ class Recorder:
         for key, value in payload["paid"].items():
             exp.paid[key] = exp.paid.get(key, 0) + value
         self._check_spend_cap()
+
+    def mark_unfinished(self, unfinished: list[UnfinishedConfig]) -> None:
+        """Configs whose programs started ahead of their items and were not
+        reported: the session stopped while they were in flight."""
+        for entry in unfinished:
+            exp = self.experiments.get(entry["experiment"])
+            if exp is not None:
+                exp.running.setdefault(
+                    entry["config"], datetime.fromisoformat(entry["start_time"])
+                )
 
     def _record_failure_without_payload(self, report: pytest.TestReport) -> None:
         found = self._config_of(report.nodeid)

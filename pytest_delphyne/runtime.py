@@ -194,7 +194,12 @@ def _outcome(returned: Any) -> Outcome:
     return Outcome(True, plain_copy([returned], RETURNED_VALUES, "values"))
 
 
-def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
+def execute(
+    run_factory: Callable[[], Run],
+    options: RunOptions,
+    *,
+    on_environment: Callable[[Environment], None] | None = None,
+) -> RunRecord:
     """Run one config, write its files, and say what happened.
 
     Everything the factory and the program raise (an `Exception`) is the config's
@@ -204,6 +209,8 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
     Arguments:
         run_factory: builds the `Run`, typically `lambda: config.instantiate(ctx)`.
         options: see `RunOptions`.
+        on_environment: called with the program's `env` before the program starts
+            (a caller running several configs at once reads what each paid so far).
 
     Returns:
         The `RunRecord`; `result.yaml` (or `exception.txt`), `log.txt`, `cache.yaml`
@@ -247,6 +254,8 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
         )
+        if on_environment is not None:
+            on_environment(env)
         outcome = _outcome(run.program(env, **run.args))
     except BudgetExhausted as stop:
         exhausted = str(stop)

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne.concurrency import UNFINISHED_KEY
 from pytest_delphyne.items import ExperimentBinding, sees_output_dir
 from pytest_delphyne.wire import (
     PLANS_KEY,
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
     from xdist.workermanage import WorkerController
 
+    from pytest_delphyne.concurrency import UnfinishedConfig
     from pytest_delphyne.session import DelphyneSession
 
 WORKER_SIGNAL_MESSAGE = "the worker process was killed by signal {number} ({name})"
@@ -160,6 +162,36 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
         )
 
 
+def worker_queue(config: pytest.Config) -> Callable[[pytest.Item], list[pytest.Item]]:
+    """The items xdist queued on this worker after a given one, in order.
+
+    xdist's `WorkerInteractor` (a plugin of the worker) holds the index of the next
+    item and the queue of the indices after it; the controller sends more as this
+    worker completes items.
+    """
+    interactor: Any = None
+
+    def upcoming(current: pytest.Item) -> list[pytest.Item]:
+        nonlocal interactor
+        if interactor is None:
+            interactor = next(
+                (
+                    plugin
+                    for plugin in config.pluginmanager.get_plugins()
+                    if type(plugin).__name__ == "WorkerInteractor"
+                ),
+                False,
+            )
+        if not interactor:
+            return []
+        with interactor.torun.lock() as queued:
+            indices = [interactor.nextitem_index, *queued]
+        items: list[pytest.Item] = current.session.items
+        return [items[index] for index in indices if isinstance(index, int)]
+
+    return upcoming
+
+
 class XdistHooks:
     """The xdist hooks and reads of xdist's internals; registered on the controller
     only, and only when pytest-xdist is installed.
@@ -171,7 +203,13 @@ class XdistHooks:
         on_worker_collection: called once, with the (experiment key, config name)
             pairs the first worker collected (under xdist the controller collects
             nothing itself).
+        concurrency: the configs each worker keeps in flight; above 1, xdist's load
+            scheduling keeps that many items queued on each worker.
+        on_unfinished: records the configs a worker had in flight when it stopped.
     """
+
+    concurrency: int = 1
+    on_unfinished: Callable[[list[UnfinishedConfig]], None] | None = None
 
     def __init__(
         self,
@@ -203,6 +241,25 @@ class XdistHooks:
                 str(self.spend_ledger),
                 file_identity(self.spend_ledger),
             ]
+
+    # tryfirst: before xdist's own implementation, which would make its default
+    # scheduler (the hook takes the first answer).
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if self.concurrency == 1 or config.getoption("dist") != "load":
+            return None
+        from pytest_delphyne.xdist_scheduling import InFlightLoadScheduling
+
+        return InFlightLoadScheduling(config, log, queued=self.concurrency + 1)
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
+        self._take_unfinished(getattr(node, "workeroutput", None))
+
+    def _take_unfinished(self, workeroutput: dict[str, Any] | None) -> None:
+        unfinished = (workeroutput or {}).get(UNFINISHED_KEY)
+        if unfinished and self.on_unfinished is not None:
+            self.on_unfinished(unfinished)
 
     @pytest.hookimpl
     def pytest_handlecrashitem(
@@ -265,3 +322,6 @@ class XdistHooks:
                 # As xdist marks it: junitxml pairs a worker's reports by it.
                 report.node = kwargs["node"]
                 hook.pytest_runtest_logreport(report=report)
+            elif name == "workerfinished":
+                # xdist keeps the worker's output on its node.
+                self._take_unfinished(getattr(kwargs["node"], "workeroutput", None))
