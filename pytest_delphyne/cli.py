@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.launcher import RunRequest, run_experiment
-from pytest_delphyne.lock import ExperimentLockedError
+from pytest_delphyne.lock import read_lock_holder
 from pytest_delphyne.recorder import describe_budget, total_spent
 from pytest_delphyne.settings import RunSettings
 
@@ -41,6 +41,10 @@ STATUS_MESSAGE = (
     "  - {done} configurations done\n"
     "  - {failed} configurations failed\n"
     "  - spent: {spent}"
+)
+NEXT_RUN_NAMES_MESSAGE = (
+    "  - {count} more configurations listed by the code, not in the state yet: "
+    "the next run names them"
 )
 UNNAMED_CONFIGS_MESSAGE = (
     "  - {count} more configurations listed by the code, not in the state yet: "
@@ -279,30 +283,38 @@ class ExperimentCLI:
         return run_experiment(self.experiment, request)
 
     def status(self) -> int:
-        """Print the status counts and what the done configurations spent."""
+        """Print the status counts and what the done configurations spent.
+
+        It only reads, as the reference's `status` does: configs the code lists and
+        the state lacks are counted, and left for the next run to name.
+        """
         experiment = self.experiment
-        try:
-            experiment.load()
-            unnamed = 0
-        except ExperimentLockedError as locked:
-            # The code lists configs the state lacks, and a run holds the lock:
-            # reading needs no lock, so say what the state holds, and how many more
-            # the next run will name.
+        if experiment.store.exists():
             _, unnamed = experiment.names_in_state()
-            if not unnamed:
-                raise
-            holder = locked.holder.describe() if locked.holder else "another process"
-        counts = experiment.get_status()
+            counts = experiment.get_status()
+            spent = total_spent(experiment)
+        else:
+            unnamed = len(experiment.configs or ())
+            counts = dict.fromkeys(("todo", "done", "failed"), 0)
+            spent = {}
         print(
             STATUS_MESSAGE.format(
                 name=f"{experiment.name!r} " if experiment.name else "",
                 output_dir=experiment.absolute_output_dir,
-                spent=describe_budget(total_spent(experiment)),
+                spent=describe_budget(spent),
                 **counts,
             )
         )
         if unnamed:
-            print(UNNAMED_CONFIGS_MESSAGE.format(count=unnamed, holder=holder))
+            holder = read_lock_holder(experiment.absolute_output_dir)
+            if holder is None:
+                print(NEXT_RUN_NAMES_MESSAGE.format(count=unnamed))
+            else:
+                print(
+                    UNNAMED_CONFIGS_MESSAGE.format(
+                        count=unnamed, holder=holder.describe()
+                    )
+                )
         return 0
 
     def replay(self, config: str | None) -> int:
