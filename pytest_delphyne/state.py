@@ -9,7 +9,7 @@ in `lock.py`).
       <config name>:
         params: {...}            # every field of the config, defaults included
         status: todo             # todo | done | failed
-        start_time: null         # ISO-8601, UTC
+        start_time: null         # a YAML timestamp, naive (local) or with its zone
         end_time: null
         interruption_time: null
 
@@ -90,8 +90,10 @@ class ConfigInfo(Generic[C]):
         params: The configuration.
         status: `todo` (not run yet, or interrupted), `done` (ran and wrote its result)
             or `failed` (raised an exception).
-        start_time: When its last run started (UTC), if it ever started.
-        end_time: When its last run ended (UTC).
+        start_time: When its last run started, if it ever started: in UTC when this
+            project ran it, naive local time when the reference launcher did (kept
+            as written; `aware_time` compares the two).
+        end_time: When its last run ended (the same).
         interruption_time: If its last run was interrupted, when (its status is then
             still `todo`).
     """
@@ -200,25 +202,30 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def aware_time(time: datetime) -> datetime:
+    """`time` with its zone: a naive time is the local time of the machine that
+    wrote it (the reference launcher's `datetime.now()`)."""
+    return time if time.tzinfo is not None else time.astimezone()
+
+
 def format_time(time: datetime | None) -> str | None:
+    """ISO 8601 text of a time, as it is: a naive time (the reference launcher's
+    local time) stays naive, never moved to another zone."""
     if time is None:
         return None
-    if time.tzinfo is None:
-        time = time.replace(tzinfo=UTC)
-    return time.astimezone(UTC).isoformat()
+    return time.isoformat()
 
 
 def _parse_time(value: object) -> datetime | None:
-    # A person may write an unquoted timestamp, which YAML reads as a datetime.
+    # A YAML timestamp (as the reference writes, and this module too) or ISO text (the
+    # journal, the index, an old state), kept as written: a naive time stays naive.
     if value is None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         raise ValueError(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return value
 
 
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
@@ -237,9 +244,10 @@ def state_data(state: ExperimentState[C], codec: ConfigCodec[C]) -> dict[str, An
         name: {
             "params": codec.dump(info.params),
             "status": info.status,
-            "start_time": format_time(info.start_time),
-            "end_time": format_time(info.end_time),
-            "interruption_time": format_time(info.interruption_time),
+            # YAML timestamps, which the reference's loader reads as datetimes.
+            "start_time": info.start_time,
+            "end_time": info.end_time,
+            "interruption_time": info.interruption_time,
         }
         for name, info in state.configs.items()
     }
@@ -331,6 +339,27 @@ def _parse_entry(
             ) from None
     params = codec.load(entry["params"], config_name=name)
     return ConfigInfo(params, cast("Status", status), *times)
+
+
+_TIME_FIELDS = ("start_time", "end_time", "interruption_time")
+
+
+def _times_as_text(data: object) -> object:
+    # The index is JSON: each config's times as ISO text, which `_parse_time` reads.
+    if not isinstance(data, dict) or not isinstance(data.get("configs"), dict):
+        return data
+    configs: dict[Any, Any] = data["configs"]
+    as_text: dict[Any, Any] = {}
+    for name, entry in configs.items():
+        if isinstance(entry, dict) and any(
+            isinstance(entry.get(field), datetime) for field in _TIME_FIELDS
+        ):
+            entry = dict(entry)
+            for field in _TIME_FIELDS:
+                if isinstance(entry.get(field), datetime):
+                    entry[field] = format_time(entry[field])
+        as_text[name] = entry
+    return {**data, "configs": as_text}
 
 
 _INDEX_FORMAT = 1
@@ -560,6 +589,7 @@ class StateStore(Generic[C]):
         return index.get("state")
 
     def _write_index(self, data: object, digest: str) -> None:
+        data = _times_as_text(data)
         if not _is_json_data(data):
             return  # YAML-only values (dates, non-str keys): read the YAML instead
         text = json.dumps(
@@ -587,9 +617,14 @@ class StateStore(Generic[C]):
         self._cached = (self._signature(), state.copy())
 
     def fold(self) -> ExperimentState[C]:
-        """Apply the journal to `experiment.yaml` (load, then save); the state."""
+        """Apply the journal to `experiment.yaml` (load, then save); the state.
+
+        Without a journal, nothing has changed since the last save: nothing is
+        written (a state the reference launcher wrote stays as it wrote it).
+        """
         state = self.load()
-        self.save(state)
+        if self.journal_file.exists():
+            self.save(state)
         return state
 
     def record(self, update: ConfigUpdate) -> None:
