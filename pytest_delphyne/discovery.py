@@ -18,11 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.experiment import (
-    Experiment,
-    UnknownConfigError,
-    experiment_of_script,
-)
+from pytest_delphyne.experiment import Experiment, experiment_of_script
+from pytest_delphyne.roster import UnknownConfigError
 
 if TYPE_CHECKING:
     from types import ModuleType

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment
+from pytest_delphyne.roster import Roster
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -92,8 +93,8 @@ def dump_experiment(experiment: Experiment[Any]) -> bytes:
     shipped = copy.copy(experiment)
     shipped.configs = None
     shipped.config_naming = None
-    shipped._loaded_names = None
-    shipped._loaded_params = {}
+    # What `load()` remembered is the controller's: a worker starts afresh.
+    shipped._roster = Roster()
     # What the controller computed and cached (the state store) is rebuilt on demand.
     for name, attribute in vars(Experiment).items():
         if isinstance(attribute, functools.cached_property):
