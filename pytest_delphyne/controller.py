@@ -9,7 +9,8 @@ state. Before anything is collected, for each experiment, in this order:
 3. load it, naming new configs (a `--co` during a run reads the state instead);
 4. plan it: names, statuses and params in the code's order (`plan.py`);
 5. check what would fail later: `--delphyne-report-group-by` names, a
-   `configs_context` that workers could not receive;
+   `configs_context` that workers could not receive; pickle the experiment for
+   the workers when their import of the file cannot find it (`shipping.py`);
 6. run `WorkersSetup.common`, if a config of the session will run or replay.
 
 A problem the user can fix is a `pytest.UsageError` naming the experiment.
@@ -26,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne.discovery import (
-    find_experiment,
-    import_experiment,
+    experiment_of_file,
     provided_experiment,
+    workers_import_it,
 )
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
@@ -40,6 +41,7 @@ from pytest_delphyne.plan import build_plan
 from pytest_delphyne.recorder import RecordedExperiment
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
+from pytest_delphyne.shipping import ShippingError, dump_experiment
 from pytest_delphyne.spend_cap import make_spend_ledger
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
@@ -107,12 +109,15 @@ class Controller:
         session: this process's session, which the start fills (plans, bindings).
         experiments: the experiments whose results the recorder records.
         setup_bytes: the pickled values of `common`, for the workers.
+        shipped_experiments: the pickled experiments the workers cannot import by
+            name, by experiment key.
         spend_ledger: the file the workers of this machine count spending in.
     """
 
     session: DelphyneSession
     experiments: list[RecordedExperiment] = field(default_factory=list)
     setup_bytes: dict[str, bytes] = field(default_factory=dict)
+    shipped_experiments: dict[str, bytes] = field(default_factory=dict)
     spend_ledger: Path | None = None
     locks: dict[Path, RunLock] = field(default_factory=dict)
     teardowns: list[Generator[object, None, None]] = field(default_factory=list)
@@ -139,6 +144,7 @@ class Controller:
             attr, experiment = self._find(spec)
             plan, by_name = self._lock_load_and_plan(spec, attr, experiment)
             self._check(plan, experiment, group_by)
+            self._ship(spec, attr, plan, experiment)
             self.session.plans.append(plan)
             self.session.bind(
                 spec.path,
@@ -150,6 +156,7 @@ class Controller:
                     settings=self.session.settings,
                     meter=self.session.meter,
                     configs=by_name,
+                    experiment=experiment,
                 ),
             )
             self.experiments.append(
@@ -180,9 +187,23 @@ class Controller:
         provided = provided_experiment(self.config, spec)
         if provided is not None:
             return provided
-        module = import_experiment(self.config, spec)
-        attr, experiment = find_experiment(module, spec)
-        return attr, experiment
+        return experiment_of_file(self.config, spec)
+
+    def _ship(
+        self,
+        spec: ExperimentSpec,
+        attr: str,
+        plan: ExperimentPlan,
+        experiment: Experiment[Any],
+    ) -> None:
+        if not (self.runs_configs and self.distributed):
+            return
+        if workers_import_it(self.config, spec, attr):
+            return
+        try:
+            self.shipped_experiments[plan["key"]] = dump_experiment(experiment)
+        except ShippingError as error:
+            raise pytest.UsageError(f"--delphyne-exp={spec.text}: {error}") from None
 
     def _lock_load_and_plan(
         self, spec: ExperimentSpec, attr: str, experiment: Experiment[Any]

@@ -1,7 +1,8 @@
 """Where an experiment is, for every process that needs it.
 
 The plugin is told a file (`--delphyne-exp=PATH[::ATTR]`) and finds the `Experiment`
-in it, or is handed a live one (`Experiment.resume()`, `run_cli()`); the launcher goes
+in it (by name, or by running the file as a script up to its `run_cli()`), or is
+handed a live one (`Experiment.resume()`, `run_cli()`); the launcher goes
 the other way, from a live experiment to its file and module-level name, which xdist
 workers import to collect the same configs.
 """
@@ -17,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.experiment import Experiment
+from pytest_delphyne.experiment import Experiment, experiment_of_script
+from pytest_delphyne.roster import UnknownConfigError
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -138,14 +140,14 @@ NOT_IN_A_FILE_MESSAGE = (
     "Experiment.resume() needs an experiment defined in a Python file; this one was "
     "created in an interactive session"
 )
-NOT_AT_MODULE_LEVEL_MESSAGE = (
-    "{file} holds no module-level name for this experiment; assign it to one (for "
-    "example `experiment = Experiment(...)`) so that pytest can collect it"
-)
+ANONYMOUS_ATTR = "__experiment__"
+"""The attribute that stands in item ids for an experiment no module-level name holds
+(`Experiment(...).run_cli()`, or one built inside a function)."""
 
 
 def locate_experiment(experiment: Experiment[Any]) -> tuple[Path, str]:
-    """The file defining `experiment`, and the module-level name that holds it."""
+    """The file defining `experiment`, and the module-level name that holds it
+    (`ANONYMOUS_ATTR` when none does)."""
     file = experiment.defined_in
     if file is None:
         raise DelphyneError(NOT_IN_A_FILE_MESSAGE)
@@ -157,4 +159,28 @@ def locate_experiment(experiment: Experiment[Any]) -> tuple[Path, str]:
         for name, value in vars(module).items():
             if value is experiment:
                 return file, name
-    raise DelphyneError(NOT_AT_MODULE_LEVEL_MESSAGE.format(file=file))
+    return file, ANONYMOUS_ATTR
+
+
+def experiment_of_file(config: pytest.Config, spec: ExperimentSpec) -> tuple[str, Any]:
+    """The experiment of `spec`'s file: a module-level `Experiment`, or else the one
+    the file builds when run as a script (`Experiment(...).run_cli()` under
+    `if __name__ == "__main__":`, as Delphyne's examples do)."""
+    module = import_experiment(config, spec)
+    if spec.attr not in (None, ANONYMOUS_ATTR) or any(
+        isinstance(value, Experiment) for value in vars(module).values()
+    ):
+        return find_experiment(module, spec)
+    try:
+        return ANONYMOUS_ATTR, experiment_of_script(spec.path)
+    except UnknownConfigError:
+        raise pytest.UsageError(NO_EXPERIMENT_MESSAGE.format(path=spec.path)) from None
+
+
+def workers_import_it(config: pytest.Config, spec: ExperimentSpec, attr: str) -> bool:
+    """Whether a worker's import of the file finds the experiment by its name (if not,
+    the controller sends it: see `shipping.py`)."""
+    if attr == ANONYMOUS_ATTR:
+        return False
+    module = import_experiment(config, spec)
+    return isinstance(getattr(module, attr, None), Experiment)

@@ -16,12 +16,13 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.concurrency import run_config
-from pytest_delphyne.experiment import experiment_of_script
+from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
+from pytest_delphyne.shipping import ShippingError, load_experiment
 from pytest_delphyne.spend_cap import SpendMeter
 from pytest_delphyne.wire import (
     RESULT_PROPERTY,
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     )
 
     from pytest_delphyne.cache import CacheMode
-    from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.runtime import Run, RunRecord
 
 DONE_REASON = "done"
@@ -75,6 +75,12 @@ worker_setup_key = pytest.StashKey[
 """Runs `WorkersSetup.per_worker` once in this process (provided by the session)."""
 
 
+NOT_SHIPPED_MESSAGE = (
+    "this worker's import of the experiment file has no Experiment named {attr!r}, "
+    "and the controller sent none"
+)
+
+
 class StoredFailure(Exception):
     """A config that failed in an earlier run, reported without running it."""
 
@@ -97,6 +103,10 @@ class ExperimentBinding:
         settings: The command line's overrides of the experiment's settings.
         meter: This process's spending, checked against the spend cap.
         configs: Config objects by name, when this process already built them.
+        experiment: The `Experiment` itself, when this process already has it (the
+            controller).
+        shipped: The experiment pickled by the controller, for a worker whose import
+            of the file does not find it by name (see `shipping.py`).
     """
 
     attr: str
@@ -106,6 +116,8 @@ class ExperimentBinding:
     settings: RunSettings
     meter: SpendMeter
     configs: dict[str, Any] = field(default_factory=dict)
+    experiment: Experiment[Any] | None = None
+    shipped: bytes | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -152,11 +164,16 @@ class ExperimentModule(pytest.Module):
     def _config_items(self) -> Iterator[ConfigItem]:
         module = self.obj
         for binding in self.config.stash[bindings_key].get(self.path, []):
-            experiment = getattr(module, binding.attr, None)
-            if experiment is None:
-                # Defined under the script's `if __name__ == "__main__":`, which an
-                # import does not run (a worker of `Experiment.resume()`).
-                experiment = experiment_of_script(self.path)
+            experiment = binding.experiment or getattr(module, binding.attr, None)
+            if not isinstance(experiment, Experiment):
+                if binding.shipped is None:
+                    raise ShippingError(NOT_SHIPPED_MESSAGE.format(attr=binding.attr))
+                # Not at module level (built under `if __name__ == "__main__":` or in
+                # a function): the controller sent it, and this import of the file
+                # provides what the script's `__main__` defined.
+                experiment = binding.experiment = load_experiment(
+                    binding.shipped, module
+                )
             # The command line's settings over the experiment's, once per experiment.
             settings = binding.settings.over(experiment.settings)
             caches_requests = bool(settings.cache_requests)

@@ -378,6 +378,7 @@ def _start_controller(
                 controller.setup_bytes,
                 controller.spend_ledger,
                 on_worker_collection=session.write_plan_lines,
+                shipped_experiments=controller.shipped_experiments,
             ),
         )
     if not controller.runs_configs:

@@ -26,7 +26,11 @@ from pytest_delphyne.items import (
     worker_setup_key,
 )
 from pytest_delphyne.plan import plan_lines
-from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, SelectionOptions
+from pytest_delphyne.selection import (
+    ACTIONS_THAT_RUN_PROGRAMS,
+    SelectionOptions,
+    decide_action,
+)
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SpendMeter
 from pytest_delphyne.wire import RESULT_PROPERTY, ExperimentPlan, item_id_prefix
@@ -218,6 +222,22 @@ class DelphyneSession:
         items[:] = kept + reported
         if dropped:
             config.hook.pytest_deselected(items=dropped)
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # `--lf` with nothing to retry is a success, as pytest's own `--lf` is (and
+        # the reference's `run --retry_errors`): every config was deselected as done.
+        if (
+            session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED
+            and self.selection.last_failed
+            and self.plans
+            and all(
+                decide_action(planned["status"], self.selection) == "deselect"
+                for plan in self.plans
+                for planned in plan["configs"]
+            )
+        ):
+            session.exitstatus = pytest.ExitCode.OK
 
     @pytest.hookimpl
     def pytest_report_header(self, config: pytest.Config) -> str | None:

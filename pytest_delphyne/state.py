@@ -8,7 +8,7 @@ person can read and edit:
       <config name>:
         params: {...}            # every field of the config, defaults included
         status: todo             # todo | done | failed
-        start_time: null         # ISO-8601, UTC
+        start_time: null         # a YAML timestamp, naive (local) or with its zone
         end_time: null
         interruption_time: null
 
@@ -76,8 +76,10 @@ class ConfigInfo(Generic[C]):
         params: The configuration.
         status: `todo` (not run yet, or interrupted), `done` (ran and wrote its result)
             or `failed` (raised an exception).
-        start_time: When its last run started (UTC), if it ever started.
-        end_time: When its last run ended (UTC).
+        start_time: When its last run started, if it ever started: in UTC when this
+            project ran it, naive local time when the reference launcher did (kept
+            as written; `aware_time` compares the two).
+        end_time: When its last run ended (the same).
         interruption_time: If its last run was interrupted, when (its status is then
             still `todo`).
     """
@@ -186,25 +188,40 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def aware_time(time: datetime) -> datetime:
+    """`time` with its zone: a naive time is the local time of the machine that
+    wrote it (the reference launcher's `datetime.now()`)."""
+    return time if time.tzinfo is not None else time.astimezone()
+
+
+def stored_time(time: datetime) -> datetime:
+    """A time as the state stores it: in UTC when it has a zone; a naive time (the
+    reference launcher's local time) as it is, never moved to another zone."""
+    return time if time.tzinfo is None else time.astimezone(UTC)
+
+
 def format_time(time: datetime | None) -> str | None:
+    """ISO 8601 text of a time as the state stores it (`stored_time`)."""
     if time is None:
         return None
-    if time.tzinfo is None:
-        time = time.replace(tzinfo=UTC)
-    return time.astimezone(UTC).isoformat()
+    return stored_time(time).isoformat()
 
 
 def parse_time(value: object) -> datetime | None:
-    # A person may write an unquoted timestamp, which YAML reads as a datetime.
+    """A time as written: a YAML timestamp (as the reference writes, and this module
+    too) or ISO text (the journal, the index, an old state), as `stored_time` keeps
+    it: a naive time stays naive.
+
+    Raises:
+        ValueError: neither.
+    """
     if value is None:
         return None
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if not isinstance(value, datetime):
         raise ValueError(value)
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return stored_time(value)
 
 
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
@@ -223,9 +240,11 @@ def state_data(state: ExperimentState[C], codec: ConfigCodec[C]) -> dict[str, An
         name: {
             "params": codec.dump(info.params),
             "status": info.status,
-            "start_time": format_time(info.start_time),
-            "end_time": format_time(info.end_time),
-            "interruption_time": format_time(info.interruption_time),
+            # YAML timestamps, which the reference's loader reads as datetimes.
+            "start_time": info.start_time and stored_time(info.start_time),
+            "end_time": info.end_time and stored_time(info.end_time),
+            "interruption_time": info.interruption_time
+            and stored_time(info.interruption_time),
         }
         for name, info in state.configs.items()
     }

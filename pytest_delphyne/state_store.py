@@ -16,8 +16,9 @@ import contextlib
 import hashlib
 import json
 import os
+from datetime import datetime
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pytest_delphyne import layout
 from pytest_delphyne.files import atomic_write
@@ -33,6 +34,7 @@ from pytest_delphyne.state import (
     ConfigUpdate,
     ExperimentState,
     StateFileError,
+    format_time,
     parse_state_yaml,
     render_state_data,
     state_data,
@@ -40,6 +42,27 @@ from pytest_delphyne.state import (
 )
 
 C = TypeVar("C")
+
+_TIME_FIELDS = ("start_time", "end_time", "interruption_time")
+
+
+def _times_as_text(data: object) -> object:
+    # The index is JSON: each config's times as ISO text, which `parse_time` reads.
+    if not isinstance(data, dict) or not isinstance(data.get("configs"), dict):
+        return data
+    configs: dict[Any, Any] = data["configs"]
+    as_text: dict[Any, Any] = {}
+    for name, entry in configs.items():
+        if isinstance(entry, dict) and any(
+            isinstance(entry.get(field), datetime) for field in _TIME_FIELDS
+        ):
+            entry = dict(entry)
+            for field in _TIME_FIELDS:
+                if isinstance(entry.get(field), datetime):
+                    entry[field] = format_time(entry[field])
+        as_text[name] = entry
+    return {**data, "configs": as_text}
+
 
 _INDEX_FORMAT = 1
 _INDEX_DIGEST = "sha256 of experiment.yaml"
@@ -202,6 +225,7 @@ class StateStore(Generic[C]):
         return index.get("state")
 
     def _write_index(self, data: object, digest: str) -> None:
+        data = _times_as_text(data)
         if not _is_json_data(data):
             return  # YAML-only values (dates, non-str keys): read the YAML instead
         text = json.dumps(
@@ -229,9 +253,14 @@ class StateStore(Generic[C]):
         self._cached = (self._signature(), state.copy())
 
     def fold(self) -> ExperimentState[C]:
-        """Apply the journal to `experiment.yaml` (load, then save); the state."""
+        """Apply the journal to `experiment.yaml` (load, then save); the state.
+
+        Without a journal, nothing has changed since the last save: nothing is
+        written (a state the reference launcher wrote stays as it wrote it).
+        """
         state = self.load()
-        self.save(state)
+        if self.journal_file.exists():
+            self.save(state)
         return state
 
     def record(self, update: ConfigUpdate) -> None:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 PLANS_KEY = "delphyne_plans"
 SETUP_VALUES_KEY = "delphyne_setup_values"
+SHIPPED_EXPERIMENTS_KEY = "delphyne_shipped_experiments"
 SPEND_LEDGER_KEY = "delphyne_spend_ledger"
 RESULT_PROPERTY = "delphyne.result"
 

@@ -8,8 +8,9 @@ report, the first worker's collection) and its internals (the controller loop's
 `shouldstop`, the queue of events left unread when the session stops, a worker's
 process exit status).
 
-Only the value of `WorkersSetup.common` is pickled: the user's object, sent as `bytes`
-down the channel this session's controller opened.
+Only the value of `WorkersSetup.common` and, when the workers' import of the file
+cannot find it by name, the experiment (`shipping.py`) are pickled: the user's
+objects, sent as `bytes` down the channel this session's controller opened.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from pytest_delphyne.items import ExperimentBinding, sees_output_dir
 from pytest_delphyne.wire import (
     PLANS_KEY,
     SETUP_VALUES_KEY,
+    SHIPPED_EXPERIMENTS_KEY,
     SPEND_LEDGER_KEY,
     ExperimentPlan,
     decode_plans,
@@ -147,6 +149,7 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
         key: load_setup_value(data)
         for key, data in workerinput[SETUP_VALUES_KEY].items()
     }
+    shipped = workerinput.get(SHIPPED_EXPERIMENTS_KEY, {})
     for plan in session.plans:
         # This worker's own copy of the file: it may run on another machine.
         session.bind(
@@ -158,6 +161,7 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
                 options=session.selection,
                 settings=session.settings,
                 meter=session.meter,
+                shipped=shipped.get(plan["key"]),
             ),
         )
 
@@ -199,6 +203,8 @@ class XdistHooks:
     Attributes:
         plans: what every worker collects, sent as one JSON text.
         setup_values: the pickled values of `WorkersSetup.common`, by experiment.
+        shipped_experiments: the pickled experiments that workers cannot import by
+            name, by experiment (see `shipping.py`).
         spend_ledger: the ledger the workers of this machine share, if any.
         on_worker_collection: called once, with the (experiment key, config name)
             pairs the first worker collected (under xdist the controller collects
@@ -218,10 +224,12 @@ class XdistHooks:
         setup_values: dict[str, bytes],
         spend_ledger: Path | None,
         on_worker_collection: Callable[[set[tuple[str, str]]], None],
+        shipped_experiments: dict[str, bytes] | None = None,
     ) -> None:
         self.config = config
         self.plans = plans
         self.setup_values = setup_values
+        self.shipped_experiments = shipped_experiments or {}
         self.spend_ledger = spend_ledger
         self.on_worker_collection = on_worker_collection
         self._plans_text: str | None = None
@@ -236,6 +244,7 @@ class XdistHooks:
             self._plans_text = encode_plans(self.plans)
         node.workerinput[PLANS_KEY] = self._plans_text
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
+        node.workerinput[SHIPPED_EXPERIMENTS_KEY] = self.shipped_experiments
         if self.spend_ledger is not None:
             node.workerinput[SPEND_LEDGER_KEY] = [
                 str(self.spend_ledger),

@@ -341,13 +341,15 @@ def test_save_and_load_summary(tmp_path: Path) -> None:
             "model": "a",
             "temperature": 0.7,
             "success": True,
-            "num_completions": -1,
+            # As the reference: 0 for a budget the result does not mention, and the
+            # duration the state records (`record` started and ended it at once).
+            "num_completions": 0,
             "num_requests": 1,
-            "input_tokens": -1,
-            "cached_input_tokens": -1,
-            "output_tokens": -1,
+            "input_tokens": 0,
+            "cached_input_tokens": 0,
+            "output_tokens": 0,
             "price": 0.1,
-            "duration": 1.0,
+            "duration": 0.0,
             "config_name": "a_t0.7",
         }
     ]

@@ -63,8 +63,8 @@ configs:
       model: small
       temperature: 0.7
     status: done
-    start_time: '2024-05-01T12:00:00+00:00'
-    end_time: '2024-05-01T12:00:30.500000+00:00'
+    start_time: 2024-05-01 12:00:00+00:00
+    end_time: 2024-05-01 12:00:30.500000+00:00
     interruption_time: null
   b:
     params:
@@ -304,7 +304,7 @@ def test_an_unknown_status_names_the_config(tmp_path: Path) -> None:
 
 def test_an_invalid_time_names_the_config_and_field(tmp_path: Path) -> None:
     path = tmp_path / layout.STATE_FILE
-    path.write_text(STATE_TEXT.replace("'2024-05-01T12:00:00+00:00'", "yesterday"))
+    path.write_text(STATE_TEXT.replace("2024-05-01 12:00:00+00:00", "yesterday"))
     with pytest.raises(StateFileError) as info:
         make_store(tmp_path).load()
     problem = INVALID_TIME_PROBLEM.format(
@@ -431,6 +431,9 @@ def test_save_writes_an_index_that_the_next_load_reads(tmp_path: Path) -> None:
     make_store(tmp_path).save(make_state())
     index = json.loads((tmp_path / layout.STATE_INDEX_FILE).read_text())
     yaml_data = yaml.safe_load((tmp_path / layout.STATE_FILE).read_text())
+    # The same state; the index has the YAML's timestamps as ISO text.
+    yaml_data["configs"]["a"]["start_time"] = T0.isoformat()
+    yaml_data["configs"]["a"]["end_time"] = T1.isoformat()
     assert index["state"] == yaml_data
     assert make_store(tmp_path).load() == make_state()
 
@@ -482,19 +485,37 @@ def test_index_is_only_a_copy_of_what_the_yaml_says(tmp_path: Path) -> None:
     assert make_store(tmp_path).load().configs["b"].params.model == "large"
 
 
-def test_yaml_with_unquoted_timestamps_is_read_without_an_index(
-    tmp_path: Path,
-) -> None:
+def test_yaml_with_quoted_iso_times_is_read_as_before(tmp_path: Path) -> None:
+    # As this project wrote states before times became YAML timestamps.
     path = tmp_path / layout.STATE_FILE
     path.write_text(
         STATE_TEXT.replace(
-            "start_time: '2024-05-01T12:00:00+00:00'",
             "start_time: 2024-05-01 12:00:00+00:00",
+            "start_time: '2024-05-01T12:00:00+00:00'",
         )
     )
     assert make_store(tmp_path).load() == make_state()
-    # A datetime has no JSON form that reads back the same: no index for this file.
-    assert not (tmp_path / layout.STATE_INDEX_FILE).exists()
+    assert make_store(tmp_path).load() == make_state()  # from the index
+
+
+def test_naive_times_are_kept_naive_through_the_index_and_a_save(
+    tmp_path: Path,
+) -> None:
+    # As the reference launcher writes them: local time, no zone.
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(
+        STATE_TEXT.replace("12:00:00+00:00", "12:00:00").replace(
+            "12:00:30.500000+00:00", "12:00:30.500000"
+        )
+    )
+    naive = make_state()
+    naive.configs["a"] = ConfigInfo(
+        Config("small"), "done", T0.replace(tzinfo=None), T1.replace(tzinfo=None)
+    )
+    assert make_store(tmp_path).load() == naive
+    assert make_store(tmp_path).load() == naive  # from the index
+    make_store(tmp_path).save(naive)
+    assert "    start_time: 2024-05-01 12:00:00\n" in path.read_text()
 
 
 def test_inverse_mapping_finds_configs_given_in_another_form() -> None:
