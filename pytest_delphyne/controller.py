@@ -82,6 +82,34 @@ def check_room(output_dir: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
+SHARED_OUTPUT_DIR_MESSAGE = (
+    "--delphyne-exp={first} and --delphyne-exp={second}: both experiments write to "
+    "{output_dir}; give each its own output_dir"
+)
+
+
+def refuse_shared_output_dirs(
+    found: list[tuple[ExperimentSpec, str, Experiment[Any]]],
+) -> None:
+    """Refuse two experiments of one session on one output directory, before
+    anything is written: their states, configs and summaries would overwrite each
+    other.
+
+    Raises:
+        pytest.UsageError: naming both experiments and the directory.
+    """
+    owners: dict[Path, tuple[ExperimentSpec, str]] = {}
+    for spec, attr, experiment in found:
+        output_dir = experiment.absolute_output_dir
+        owner = owners.setdefault(output_dir, (spec, attr))
+        if owner[0].path != spec.path or owner[1] != attr:
+            raise pytest.UsageError(
+                SHARED_OUTPUT_DIR_MESSAGE.format(
+                    first=owner[0].text, second=spec.text, output_dir=output_dir
+                )
+            )
+
+
 def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str:
     """Every config whose stored params no longer fit, not only the first found."""
     try:
@@ -135,8 +163,9 @@ class Controller:
     def start(self, specs: list[ExperimentSpec]) -> None:
         """Start each experiment (the steps of the module docstring)."""
         group_by = self._report_group_by()
-        for spec in specs:
-            attr, experiment = self._find(spec)
+        found = [(spec, *self._find(spec)) for spec in specs]
+        refuse_shared_output_dirs(found)
+        for spec, attr, experiment in found:
             plan, by_name = self._lock_load_and_plan(spec, attr, experiment)
             self._check(plan, experiment, group_by)
             self.session.plans.append(plan)

@@ -64,6 +64,7 @@ REMOTE_REPLAY_MESSAGE = (
 )
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_MODEL_CLIENT_FILE = _PACKAGE_DIR / "models.py"
 
 
 bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
@@ -120,11 +121,22 @@ def _is_plugin_frame(entry: TracebackEntry) -> bool:
     return _PACKAGE_DIR in Path(entry.path).resolve().parents
 
 
-def program_traceback(traceback: Traceback) -> Traceback:
-    """The frames of the user's program: those after the plugin's last frame.
+def _is_model_client_frame(entry: TracebackEntry) -> bool:
+    return Path(entry.path).resolve() == _MODEL_CLIENT_FILE
 
-    The user debugs their program, not pytest's runner or this plugin.
+
+def program_traceback(traceback: Traceback) -> Traceback:
+    """The frames of the user's program: those after the plugin's last frame, and
+    none from the model client's call on (the client library's frames hold the
+    request's credentials as arguments).
+
+    The user debugs their program, not pytest's runner, this plugin or the client.
     """
+    for index, entry in enumerate(traceback):
+        if _is_model_client_frame(entry):
+            # The program's frame that asked the model is the last one shown.
+            traceback = traceback[:index] or traceback
+            break
     for index in range(len(traceback) - 1, -1, -1):
         if _is_plugin_frame(traceback[index]):
             return traceback[index + 1 :] or traceback
