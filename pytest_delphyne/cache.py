@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 import yaml
 
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.symlinks import NO_FOLLOW
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -249,7 +250,7 @@ class RequestCache:
             elif mode in READ_ONLY_CACHE_MODES:
                 raise CacheFileError(path, 0, "no such cache file to replay")
         if mode not in READ_ONLY_CACHE_MODES:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | NO_FOLLOW
             if mode == "create":
                 flags |= os.O_TRUNC
             try:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne import layout
 from pytest_delphyne.discovery import (
     find_experiment,
     import_experiment,
@@ -41,6 +42,7 @@ from pytest_delphyne.report import check_group_by, parse_group_by, require_plott
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.spend_cap import make_spend_ledger
 from pytest_delphyne.summary import flatten_params
+from pytest_delphyne.symlinks import refuse_symlinks
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
 if TYPE_CHECKING:
@@ -53,6 +55,16 @@ if TYPE_CHECKING:
 UNFIT_CONFIGS_MESSAGE = (
     "the stored params of {count} configs no longer fit {class_name}; change the "
     "class or the state:{configs}"
+)
+# What the controller writes in the output directory (the lock refuses a link itself).
+STATE_FILES = (
+    layout.STATE_FILE,
+    layout.JOURNAL_FILE,
+    layout.STATE_INDEX_FILE,
+    layout.LOCK_HOLDER_FILE,
+    layout.SUMMARY_FILE,
+    layout.CONFIGS_DIR,
+    layout.SNAPSHOTS_DIR,
 )
 # What a run needs at least to write a config's files and record it.
 ROOM_NEEDED = 64 * 1024
@@ -222,6 +234,7 @@ class Controller:
                 lock = RunLock(output_dir)
                 lock.acquire()
                 self.locks[output_dir] = lock
+                refuse_symlinks(output_dir / name for name in STATE_FILES)
                 check_room(output_dir)
             names, unnamed = self._load(experiment)
             plan, by_name = build_plan(

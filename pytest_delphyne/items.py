@@ -22,6 +22,7 @@ from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SPEND_CAP_REASON, SpendMeter
+from pytest_delphyne.symlinks import PlantedSymlinkError
 from pytest_delphyne.wire import (
     RESULT_PROPERTY,
     ExperimentPlan,
@@ -403,7 +404,9 @@ class ConfigItem(pytest.Item):
         excinfo: ExceptionInfo[BaseException],
         style: TracebackStyle | None = None,
     ) -> str | TerminalRepr:
-        if isinstance(excinfo.value, StoredFailure | ReplayMismatch):
+        if isinstance(
+            excinfo.value, StoredFailure | ReplayMismatch | PlantedSymlinkError
+        ):
             return str(excinfo.value)
         excinfo.traceback = program_traceback(excinfo.traceback)
         return super().repr_failure(excinfo, style)

@@ -11,6 +11,7 @@ summary when every config is done, and reports what was spent.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.summary import KnownResult, save_summary
+from pytest_delphyne.symlinks import PlantedSymlinkError, refuse_symlinks
 from pytest_delphyne.wire import (
     RESULT_PROPERTY,
     ExperimentPlan,
@@ -85,6 +87,7 @@ class RecordedExperiment:
 
 
 def _write_shipped_file(path: Path, data: bytes) -> None:
+    refuse_symlinks([path.parent, path])
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("wb") as file:
@@ -219,12 +222,14 @@ class Recorder:
             if report.when not in ("setup", "call")
             else f"an error during {report.when}"
         )
-        _write_shipped_file(
-            exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
-            NO_REPORT_MESSAGE.format(
-                name=name, reason=reason, details=report.longreprtext
-            ).encode(),
-        )
+        with contextlib.suppress(PlantedSymlinkError):
+            # The item's own failure already names the link.
+            _write_shipped_file(
+                exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
+                NO_REPORT_MESSAGE.format(
+                    name=name, reason=reason, details=report.longreprtext
+                ).encode(),
+            )
         start = exp.running.pop(name, None)
         exp.experiment.store.record(
             ConfigUpdate(
@@ -243,6 +248,9 @@ class Recorder:
             return
         try:
             record(argument)
+        except PlantedSymlinkError as error:
+            self.storage_error = f"delphyne: {error}"
+            self._stop(self.storage_error)
         except OSError as error:
             exp = next(iter(self.experiments.values()))
             for candidate in self.experiments.values():

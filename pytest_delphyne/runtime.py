@@ -49,6 +49,7 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.symlinks import refuse_symlinks
 from pytest_delphyne.traces import write_traces
 from pytest_delphyne.yaml_writer import block_yaml
 
@@ -223,6 +224,8 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
         except FileNotFoundError:
             directory.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
+            # A directory just created holds no link planted by someone else.
+            refuse_symlinks([directory, *(directory / name for name in _WRITTEN_FILES)])
             # A retry's files must not be mistaken for this run's (a directory just
             # created has none: five system calls saved per config).
             for stale in _RUN_FILES:
@@ -292,6 +295,9 @@ _RUN_FILES: Final = (
     layout.RAW_TRACE_FILE,
     layout.BROWSABLE_TRACE_FILE,
 )
+
+
+_WRITTEN_FILES: Final = (*_RUN_FILES, layout.CACHE_FILE)
 
 
 def _format_traceback(error: BaseException) -> str:

@@ -43,6 +43,7 @@ from pytest_delphyne.identity import (
     canonical_json,
     codec_for,
 )
+from pytest_delphyne.symlinks import NO_FOLLOW
 from pytest_delphyne.yaml_writer import block_yaml
 
 C = TypeVar("C")
@@ -665,7 +666,9 @@ class StateStore(Generic[C]):
 
     def _open_journal(self) -> int:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.journal_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(
+            self.journal_file, os.O_RDWR | os.O_APPEND | os.O_CREAT | NO_FOLLOW, 0o644
+        )
         # A previous recorder killed mid-write left a torn last line; cut it so that
         # the next entry starts on a line of its own.
         size = os.fstat(fd).st_size

@@ -22,6 +22,7 @@ import yaml
 
 from faults.harness import experiment_source, paid, run, statuses
 from pytest_delphyne import layout
+from pytest_delphyne.symlinks import PLANTED_SYMLINK_MESSAGE
 
 CONFIGS = 4
 
@@ -105,24 +106,25 @@ def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.mark.xfail(reason="not refused yet", strict=True)
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-workers", "n2"])
 def test_symlinked_config_directory_is_refused_and_its_target_untouched(
-    pytester: pytest.Pytester, elsewhere: Path
+    pytester: pytest.Pytester, elsewhere: Path, workers: list[str]
 ) -> None:
     pytester.makepyfile(exp=experiment_source(CONFIGS))
     link = layout.config_dir(pytester.path / "out", "x1")
     link.parent.mkdir(parents=True)
     link.symlink_to(elsewhere, target_is_directory=True)
     before = files_below(elsewhere)
-    result = run(pytester.path)
+    result = run(pytester.path, *workers)
     text = output_of(result)
     assert "INTERNALERROR" not in text, text
-    assert str(link) in text, text
+    assert "1 failed, 3 passed" in result.stdout, text
+    assert PLANTED_SYMLINK_MESSAGE.format(path=link) in text
     assert files_below(elsewhere) == before
     assert paid(pytester.path)["x1"] == 0
+    assert statuses(pytester.path / "out")["x1"] == "failed"
 
 
-@pytest.mark.xfail(reason="not refused yet", strict=True)
 @pytest.mark.parametrize("name", [layout.CACHE_FILE, layout.RESULT_FILE])
 def test_symlinked_file_in_a_config_directory_is_refused(
     pytester: pytest.Pytester, elsewhere: Path, name: str
@@ -147,7 +149,6 @@ def test_symlinked_file_in_a_config_directory_is_refused(
     assert files_below(elsewhere) == before
 
 
-@pytest.mark.xfail(reason="not refused yet", strict=True)
 def test_symlinked_journal_is_refused_before_anything_runs(
     pytester: pytest.Pytester, elsewhere: Path
 ) -> None:
