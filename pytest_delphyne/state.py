@@ -44,6 +44,7 @@ from pytest_delphyne.identity import (
     codec_for,
 )
 from pytest_delphyne.symlinks import NO_FOLLOW
+from pytest_delphyne.yaml_limits import ALIAS_PROBLEM, first_alias_line, size_problem
 from pytest_delphyne.yaml_writer import block_yaml
 
 C = TypeVar("C")
@@ -299,6 +300,9 @@ def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState
 
 def _parse_yaml(text: str, path: Path) -> object:
     try:
+        alias_line = first_alias_line(text)
+        if alias_line is not None:
+            raise StateFileError(path, ALIAS_PROBLEM, alias_line)
         return yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -564,6 +568,9 @@ class StateStore(Generic[C]):
         Raises:
             StateFileError: no state file, or one that is not UTF-8 or not YAML.
         """
+        too_large = size_problem(self.state_file)
+        if too_large is not None:
+            raise StateFileError(self.state_file, too_large)
         try:
             raw = self.state_file.read_bytes()
         except FileNotFoundError:

@@ -326,7 +326,6 @@ def yaml_bomb(levels: int = 7, width: int = 9) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.mark.xfail(reason="not refused yet", strict=True)
 def test_yaml_bomb_in_the_state_is_refused_quickly_naming_the_file(
     pytester: pytest.Pytester,
 ) -> None:
