@@ -22,6 +22,7 @@ from pytest_delphyne.cache import (
     plain_copy,
 )
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.redaction import redact
 
 T = TypeVar("T")
 
@@ -263,7 +264,7 @@ class Environment:
         line += message.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
         if metadata:
             line += " " + canonical_args_json(_loggable(metadata), "log metadata")
-        self._log_file.write(line + "\n")
+        self._log_file.write(redact(line) + "\n")
         self._log_file.flush()
 
     def close(self) -> None:

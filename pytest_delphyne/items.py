@@ -18,6 +18,7 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.experiment import experiment_of_script
 from pytest_delphyne.memory import session_long_lived
+from pytest_delphyne.redaction import redact_exception
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
@@ -409,6 +410,8 @@ class ConfigItem(pytest.Item):
         ):
             return str(excinfo.value)
         excinfo.traceback = program_traceback(excinfo.traceback)
+        # The message may quote a credential the program read or a server echoed.
+        redact_exception(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -49,6 +49,7 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.redaction import redact
 from pytest_delphyne.symlinks import refuse_symlinks
 from pytest_delphyne.traces import write_traces
 from pytest_delphyne.yaml_writer import block_yaml
@@ -304,7 +305,8 @@ def _format_traceback(error: BaseException) -> str:
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next  # the frames of `execute` say nothing about the program
-    return "".join(traceback.format_exception(type(error), error, tb))
+    # A message may quote a credential the program read or a server echoed.
+    return redact("".join(traceback.format_exception(type(error), error, tb)))
 
 
 def _write_result(

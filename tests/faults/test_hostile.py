@@ -269,6 +269,59 @@ def test_secrets_of_a_failing_chat_reach_no_file_and_no_terminal(
             assert secret.encode() not in data, (path, secret)
 
 
+LEAKY = """
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pytest_delphyne import Experiment, Run
+
+
+def program(env):
+    token = os.environ["HOSTILE_HEADER"]
+    env.log(f"calling with Authorization: Bearer {token}")
+    raise ValueError(f"the server refused the key {os.environ['HOSTILE_KEY']}")
+
+
+@dataclass
+class Config:
+    x: int
+
+    def instantiate(self, context):
+        return Run(program=program, args={}, export_log=True)
+
+
+experiment = Experiment(
+    config_class=Config,
+    output_dir="out",
+    configs=[Config(0)],
+    config_naming=lambda config, uuid: "leaky",
+)
+"""
+
+
+def test_credentials_a_program_logs_or_raises_reach_no_file_and_no_terminal(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOSTILE_KEY", SECRET_KEY)
+    monkeypatch.setenv("HOSTILE_HEADER", SECRET_HEADER)
+    pytester.makepyfile(exp=LEAKY)
+    result = run(pytester.path, "--junitxml=junit.xml", "-rA")
+    text = output_of(result)
+    assert "1 failed" in result.stdout, text
+    out = pytester.path / "out"
+    log = (layout.config_dir(out, "leaky") / layout.LOG_FILE).read_text()
+    assert "calling with Authorization: Bearer [redacted]" in log
+    exception = layout.exception_file_path(out, "leaky").read_text()
+    assert "ValueError: the server refused the key [redacted]" in exception
+    assert "ValueError: the server refused the key [redacted]" in text
+    for secret in (SECRET_HEADER, SECRET_KEY):
+        assert secret not in text, secret
+        for path, data in files_below(pytester.path).items():
+            assert secret.encode() not in data, (path, secret)
+
+
 # --- Text that is not text --------------------------------------------------------
 
 
