@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 
 import yaml
 
+from pytest_delphyne.encodable import check_encodable
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.symlinks import NO_FOLLOW
 
@@ -158,7 +159,10 @@ def plain_copy(value: Any, what: str, path: str = "") -> Any:
     Raises:
         NotPlainDataError: naming the first non-plain part and its type.
     """
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        check_encodable(value, f"{what}: {path or 'it'}")
+        return value
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
         return [plain_copy(item, what, f"{path}[{i}]") for i, item in enumerate(value)]
@@ -173,6 +177,7 @@ def plain_copy(value: Any, what: str, path: str = "") -> Any:
                         type_name=f"a {type(k).__name__}",
                     )
                 )
+            check_encodable(k, f"{what}: the key {k!r} of {path or 'it'}")
             copy[k] = plain_copy(item, what, f"{path}[{k!r}]")
         return copy
     raise NotPlainDataError(

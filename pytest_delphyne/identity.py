@@ -14,11 +14,12 @@ import os
 import unicodedata
 import uuid
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeGuard, TypeVar
 
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
+from pytest_delphyne.encodable import check_encodable, is_encodable
 from pytest_delphyne.errors import DelphyneError
 
 C = TypeVar("C")
@@ -204,13 +205,19 @@ def _is_plain(value: object) -> bool:
 _SCALAR_TYPES = frozenset({type(None), bool, int, float, str})
 
 
-def _is_flat_plain(value: object) -> bool:
+def _is_flat_plain(value: object) -> TypeGuard[dict[str, object]]:
     # The common case, checked 10x faster: a dict of str keys and exact scalars (a
     # config's params). Anything else takes the walk that names the culprit.
     return (
         type(value) is dict
         and all(type(key) is str for key in value)
         and all(type(item) in _SCALAR_TYPES for item in value.values())
+    )
+
+
+def _all_text_encodable(flat: dict[str, object]) -> bool:
+    return all(is_encodable(key) for key in flat) and all(
+        is_encodable(item) for item in flat.values() if type(item) is str
     )
 
 
@@ -224,12 +231,15 @@ def check_plain_data(value: object, what: str) -> None:
     Raises:
         NotPlainDataError: naming the path of the first offending part (for example
             `values[2]['x']`) and its type.
+        UnencodableTextError: naming the path of text no file can hold.
     """
-    if _is_flat_plain(value):
+    if _is_flat_plain(value) and _all_text_encodable(value):
         return
     stack: list[tuple[object, str]] = [(value, what)]
     while stack:
         item, path = stack.pop()
+        if isinstance(item, str):
+            check_encodable(item, path)
         if _is_plain(item):
             continue
         if isinstance(item, list | tuple):
@@ -240,6 +250,7 @@ def check_plain_data(value: object, what: str) -> None:
             for key in reversed(list(item)):
                 if not isinstance(key, str):
                     raise NotPlainDataError(what, f"{path} (its key {key!r})", key)
+                check_encodable(key, f"{path} (its key {key!r})")
                 stack.append((item[key], f"{path}[{key!r}]"))
         else:
             raise NotPlainDataError(what, path, item)
@@ -272,6 +283,8 @@ def _name_problem(name: object) -> str | None:
         unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name
     ):
         return "it contains a control character"
+    if not is_encodable(name):
+        return "it has a lone surrogate, which no file name or file can hold"
     if name != name.strip():
         return "it starts or ends with whitespace"
     if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:

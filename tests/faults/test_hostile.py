@@ -325,7 +325,6 @@ def test_credentials_a_program_logs_or_raises_reach_no_file_and_no_terminal(
 # --- Text that is not text --------------------------------------------------------
 
 
-@pytest.mark.xfail(reason="not refused yet", strict=True)
 @pytest.mark.parametrize(
     ("source", "culprit"),
     [
@@ -351,7 +350,6 @@ def test_text_that_cannot_be_encoded_is_refused_before_anything_is_written(
     assert set(statuses(pytester.path / "out").values()) == {"done"}
 
 
-@pytest.mark.xfail(reason="not refused yet", strict=True)
 def test_returned_text_that_cannot_be_encoded_fails_only_its_config(
     pytester: pytest.Pytester,
 ) -> None:
