@@ -37,23 +37,22 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.identity import (
-    ConfigCodec,
-    ConfigParamsError,
+from pytest_delphyne.files import atomic_write, open_append
+from pytest_delphyne.identity import ConfigCodec, ConfigParamsError, codec_for
+from pytest_delphyne.plain_data import (
+    ALIAS_PROBLEM,
     canonical_json,
-    codec_for,
+    dump_yaml,
+    first_alias_line,
+    load_yaml,
+    yaml_error_line,
 )
-from pytest_delphyne.symlinks import NO_FOLLOW
-from pytest_delphyne.yaml_limits import ALIAS_PROBLEM, first_alias_line, size_problem
 from pytest_delphyne.yaml_writer import block_yaml
 
 C = TypeVar("C")
 
 Status = Literal["todo", "done", "failed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 INVALID_YAML_PROBLEM = "not valid YAML ({problem}); the file was left untouched"
 NOT_UTF8_PROBLEM = "not UTF-8 text ({problem}); the file was left untouched"
@@ -67,6 +66,9 @@ INVALID_TIME_PROBLEM = (
     "(expected an ISO-8601 date and time)"
 )
 NO_STATE_PROBLEM = "no experiment state here; Experiment.load() creates it"
+MAX_STATE_BYTES = 2 * 1024**3
+"""The largest state file read: about 20 times a state of 1,000,000 configs."""
+TOO_LARGE_PROBLEM = "{size} bytes, more than the {limit} bytes a state file may hold"
 JOURNAL_LINE_PROBLEM = "invalid journal entry ({problem})"
 JOURNAL_UNKNOWN_CONFIG_PROBLEM = (
     "records config {config_name!r}, which is not in " + layout.STATE_FILE
@@ -224,36 +226,6 @@ def _parse_time(value: object) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
-    """Replace `path` with `text`, never leaving a half-written file.
-
-    The text goes to a temporary file in the same directory, which is fsynced and then
-    renamed over `path` (the directory is fsynced too, so the rename is durable).
-    `durable=False` skips both fsyncs, for files that are only caches: a crash of
-    the machine may then leave an empty or old file, but never a half-written one
-    in place of a good one for a process that dies.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            if durable:
-                os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
     """The YAML text of a state.
 
@@ -282,9 +254,7 @@ def state_data(state: ExperimentState[C], codec: ConfigCodec[C]) -> dict[str, An
 def _render_data(data: dict[str, Any]) -> str:
     text = block_yaml(data)
     if text is None:
-        text = yaml.dump(
-            data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000
-        )
+        text = dump_yaml(data, width=1000, literal_blocks=False)
     return text
 
 
@@ -303,10 +273,9 @@ def _parse_yaml(text: str, path: Path) -> object:
         alias_line = first_alias_line(text)
         if alias_line is not None:
             raise StateFileError(path, ALIAS_PROBLEM, alias_line)
-        return yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
+        return load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        line = yaml_error_line(exc)
         problem = getattr(exc, "problem", None) or str(exc)
         raise StateFileError(
             path, INVALID_YAML_PROBLEM.format(problem=problem), line
@@ -568,9 +537,15 @@ class StateStore(Generic[C]):
         Raises:
             StateFileError: no state file, or one that is not UTF-8 or not YAML.
         """
-        too_large = size_problem(self.state_file)
-        if too_large is not None:
-            raise StateFileError(self.state_file, too_large)
+        try:
+            size = self.state_file.stat().st_size
+        except FileNotFoundError:
+            raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
+        if size > MAX_STATE_BYTES:
+            raise StateFileError(
+                self.state_file,
+                TOO_LARGE_PROBLEM.format(size=size, limit=MAX_STATE_BYTES),
+            )
         try:
             raw = self.state_file.read_bytes()
         except FileNotFoundError:
@@ -673,9 +648,7 @@ class StateStore(Generic[C]):
 
     def _open_journal(self) -> int:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(
-            self.journal_file, os.O_RDWR | os.O_APPEND | os.O_CREAT | NO_FOLLOW, 0o644
-        )
+        fd = open_append(self.journal_file)
         # A previous recorder killed mid-write left a torn last line; cut it so that
         # the next entry starts on a line of its own.
         size = os.fstat(fd).st_size

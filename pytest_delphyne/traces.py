@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from pytest_delphyne import layout
-from pytest_delphyne.cache import dump_yaml
+from pytest_delphyne.files import atomic_write
+from pytest_delphyne.plain_data import dump_yaml
 from pytest_delphyne.redaction import redact
 
 _PAGE: Final = """<!DOCTYPE html>
@@ -83,7 +84,9 @@ def write_traces(
     """Write `trace.yaml` (when `raw`) and `trace.html` (when `browsable`)."""
     if raw:
         text = dump_yaml(calls) if calls else "[]\n"
-        (directory / layout.RAW_TRACE_FILE).write_text(redact(text), "utf-8")
+        atomic_write(directory / layout.RAW_TRACE_FILE, redact(text), durable=False)
     if browsable:
         page = render_html(config_name, calls)
-        (directory / layout.BROWSABLE_TRACE_FILE).write_text(redact(page), "utf-8")
+        atomic_write(
+            directory / layout.BROWSABLE_TRACE_FILE, redact(page), durable=False
+        )

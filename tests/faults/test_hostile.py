@@ -22,7 +22,7 @@ import yaml
 
 from faults.harness import experiment_source, paid, run, statuses
 from pytest_delphyne import layout
-from pytest_delphyne.symlinks import PLANTED_SYMLINK_MESSAGE
+from pytest_delphyne.files import PLANTED_SYMLINK_MESSAGE
 
 CONFIGS = 4
 

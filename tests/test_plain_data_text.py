@@ -2,16 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_delphyne.cache import plain_copy
-from pytest_delphyne.encodable import (
+from pytest_delphyne.identity import InvalidConfigNameError, validate_config_name
+from pytest_delphyne.plain_data import (
     UNENCODABLE_MESSAGE,
     UnencodableTextError,
-    is_encodable,
-)
-from pytest_delphyne.identity import (
-    InvalidConfigNameError,
     check_plain_data,
-    validate_config_name,
+    is_encodable,
+    plain_copy,
 )
 
 
@@ -26,16 +23,16 @@ def test_is_encodable(text: str, expected: bool) -> None:
 @pytest.mark.parametrize(
     ("value", "path"),
     [
-        ({"label": "a\udc80"}, "params['label']"),
-        ({"a\udc80": 1}, "params (its key 'a\\udc80')"),
-        ({"nested": {"xs": ["ok", "b\udc80"]}}, "params['nested']['xs'][1]"),
+        ({"label": "a\udc80"}, "Config.params['label']"),
+        ({"a\udc80": 1}, "Config.params: the key 'a\\udc80' of it"),
+        ({"nested": {"xs": ["ok", "b\udc80"]}}, "Config.params['nested']['xs'][1]"),
     ],
 )
 def test_params_with_unencodable_text_are_refused_naming_the_field(
     value: object, path: str
 ) -> None:
     with pytest.raises(UnencodableTextError) as raised:
-        check_plain_data(value, "params")
+        check_plain_data(value, "Config.params")
     assert raised.value.path == path
     assert str(raised.value) == UNENCODABLE_MESSAGE.format(
         path=path, text=raised.value.text
@@ -44,8 +41,8 @@ def test_params_with_unencodable_text_are_refused_naming_the_field(
 
 def test_values_with_unencodable_text_are_refused_naming_the_value() -> None:
     with pytest.raises(UnencodableTextError) as raised:
-        plain_copy(["ok", {"k": "v\udc80"}], "the values", "values")
-    assert raised.value.path == "the values: values[1]['k']"
+        plain_copy(["ok", {"k": "v\udc80"}], "values")
+    assert raised.value.path == "values[1]['k']"
 
 
 def test_config_name_with_a_lone_surrogate_is_invalid() -> None:
