@@ -19,6 +19,7 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.field_types import check_field_types
 from pytest_delphyne.plain_data import canonical_json, check_plain_data, is_encodable
 
 C = TypeVar("C")
@@ -109,6 +110,7 @@ class ConfigCodec(Generic[C]):
             raise DelphyneError(
                 NOT_A_DATACLASS_MESSAGE.format(class_name=config_class.__qualname__)
             )
+        check_field_types(config_class)
         self.config_class = config_class
         self.converter = make_converter()
         self._structure = self.converter.get_structure_hook(config_class)

@@ -395,7 +395,6 @@ def test_yaml_bomb_in_the_state_is_refused_quickly_naming_the_file(
 # --- Values the state cannot store, option values --------------------------------
 
 
-@pytest.mark.xfail(reason="not refused yet", strict=True)
 def test_config_field_the_state_cannot_store_is_refused_naming_it(
     pytester: pytest.Pytester,
 ) -> None:
