@@ -20,11 +20,14 @@ from typing import Any
 import pytest
 import yaml
 
-from faults.harness import experiment_source, paid, run, statuses
+from faults.harness import experiment_source, paid, statuses
+from faults.harness import run as harness_run
 from pytest_delphyne import layout
 from pytest_delphyne.files import PLANTED_SYMLINK_MESSAGE
 
 CONFIGS = 4
+OUTSIDE = "hostile: files written outside the output directory"
+SECRETS = "hostile: secrets found in files and terminal output"
 
 HOSTILE = """
 from __future__ import annotations
@@ -73,6 +76,42 @@ def hostile_source(
     )
 
 
+_runs: list[subprocess.CompletedProcess[str]] = []
+
+
+def run(
+    directory: Path, *args: str, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    result = harness_run(directory, *args, timeout=timeout)
+    _runs.append(result)
+    return result
+
+
+@pytest.fixture(autouse=True)
+def tally(figures: Counter[str]) -> Iterator[None]:
+    """The README's figures: every pytest run of this section, and the
+    INTERNALERRORs among them."""
+    _runs.clear()
+    yield
+    figures["hostile: cases tried"] += 1
+    figures["hostile: pytest runs"] += len(_runs)
+    figures["hostile: INTERNALERRORs"] += sum(
+        "INTERNALERROR" in output_of(result) for result in _runs
+    )
+
+
+def changed_files(before: dict[Path, bytes], after: dict[Path, bytes]) -> int:
+    return len(set(before.items()) ^ set(after.items()))
+
+
+def secrets_found(secrets: tuple[str, ...], text: str, directory: Path) -> int:
+    files = files_below(directory).values()
+    return sum(
+        (secret in text) + sum(secret.encode() in data for data in files)
+        for secret in secrets
+    )
+
+
 def output_of(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout + result.stderr
 
@@ -106,9 +145,18 @@ def elsewhere(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-workers", "n2"])
+@pytest.mark.parametrize(
+    "workers",
+    [
+        pytest.param([], id="no-workers"),
+        pytest.param(["-n", "2"], id="n2", marks=pytest.mark.slow),
+    ],
+)
 def test_symlinked_config_directory_is_refused_and_its_target_untouched(
-    pytester: pytest.Pytester, elsewhere: Path, workers: list[str]
+    pytester: pytest.Pytester,
+    elsewhere: Path,
+    workers: list[str],
+    figures: Counter[str],
 ) -> None:
     pytester.makepyfile(exp=experiment_source(CONFIGS))
     link = layout.config_dir(pytester.path / "out", "x1")
@@ -120,6 +168,7 @@ def test_symlinked_config_directory_is_refused_and_its_target_untouched(
     assert "INTERNALERROR" not in text, text
     assert "1 failed, 3 passed" in result.stdout, text
     assert PLANTED_SYMLINK_MESSAGE.format(path=link) in text
+    figures[OUTSIDE] += changed_files(before, files_below(elsewhere))
     assert files_below(elsewhere) == before
     assert paid(pytester.path)["x1"] == 0
     assert statuses(pytester.path / "out")["x1"] == "failed"
@@ -127,7 +176,7 @@ def test_symlinked_config_directory_is_refused_and_its_target_untouched(
 
 @pytest.mark.parametrize("name", [layout.CACHE_FILE, layout.RESULT_FILE])
 def test_symlinked_file_in_a_config_directory_is_refused(
-    pytester: pytest.Pytester, elsewhere: Path, name: str
+    pytester: pytest.Pytester, elsewhere: Path, name: str, figures: Counter[str]
 ) -> None:
     pytester.makepyfile(exp=experiment_source(CONFIGS))
     first = run(pytester.path)
@@ -146,11 +195,12 @@ def test_symlinked_file_in_a_config_directory_is_refused(
     text = output_of(result)
     assert "INTERNALERROR" not in text, text
     assert str(link) in text, text
+    figures[OUTSIDE] += changed_files(before, files_below(elsewhere))
     assert files_below(elsewhere) == before
 
 
 def test_symlinked_journal_is_refused_before_anything_runs(
-    pytester: pytest.Pytester, elsewhere: Path
+    pytester: pytest.Pytester, elsewhere: Path, figures: Counter[str]
 ) -> None:
     pytester.makepyfile(exp=experiment_source(CONFIGS))
     out = pytester.path / "out"
@@ -159,6 +209,7 @@ def test_symlinked_journal_is_refused_before_anything_runs(
     journal.symlink_to(elsewhere / "journal")
     result = run(pytester.path)
     assert_one_clear_line(result, str(journal))
+    figures[OUTSIDE] += (elsewhere / "journal").exists()
     assert not (elsewhere / "journal").exists()
     assert sum(paid(pytester.path).values()) == 0
 
@@ -243,12 +294,19 @@ def echoing_server() -> Iterator[str]:
         thread.join()
 
 
-@pytest.mark.parametrize("workers", [[], ["-n", "1"]], ids=["no-workers", "n1"])
+@pytest.mark.parametrize(
+    "workers",
+    [
+        pytest.param([], id="no-workers"),
+        pytest.param(["-n", "1"], id="n1", marks=pytest.mark.slow),
+    ],
+)
 def test_secrets_of_a_failing_chat_reach_no_file_and_no_terminal(
     pytester: pytest.Pytester,
     echoing_server: str,
     workers: list[str],
     monkeypatch: pytest.MonkeyPatch,
+    figures: Counter[str],
 ) -> None:
     pytest.importorskip("openai")
     monkeypatch.setenv("HOSTILE_KEY", SECRET_KEY)
@@ -263,6 +321,7 @@ def test_secrets_of_a_failing_chat_reach_no_file_and_no_terminal(
     exception = layout.exception_file_path(pytester.path / "out", "chat").read_text()
     assert "bad request with headers" in exception  # the error is kept, redacted
     assert (pytester.path / "junit.xml").exists()
+    figures[SECRETS] += secrets_found((SECRET_HEADER, SECRET_KEY), text, pytester.path)
     for secret in (SECRET_HEADER, SECRET_KEY):
         assert secret not in text, secret
         for path, data in files_below(pytester.path).items():
@@ -302,7 +361,7 @@ experiment = Experiment(
 
 
 def test_credentials_a_program_logs_or_raises_reach_no_file_and_no_terminal(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, figures: Counter[str]
 ) -> None:
     monkeypatch.setenv("HOSTILE_KEY", SECRET_KEY)
     monkeypatch.setenv("HOSTILE_HEADER", SECRET_HEADER)
@@ -316,6 +375,7 @@ def test_credentials_a_program_logs_or_raises_reach_no_file_and_no_terminal(
     exception = layout.exception_file_path(out, "leaky").read_text()
     assert "ValueError: the server refused the key [redacted]" in exception
     assert "ValueError: the server refused the key [redacted]" in text
+    figures[SECRETS] += secrets_found((SECRET_HEADER, SECRET_KEY), text, pytester.path)
     for secret in (SECRET_HEADER, SECRET_KEY):
         assert secret not in text, secret
         for path, data in files_below(pytester.path).items():
@@ -437,6 +497,7 @@ def test_two_experiments_on_one_output_directory_are_refused_before_writing(
         text=True,
         timeout=300,
     )
+    _runs.append(result)
     assert_one_clear_line(result, "a.py", "b.py", str(pytester.path / "out"))
     assert not (pytester.path / "out").exists()
     assert sum(paid(pytester.path).values()) == 0
