@@ -10,6 +10,7 @@ from pytest_delphyne.cache import (
     CacheMode,
     RequestCache,
 )
+from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
 from pytest_delphyne.environment import (
     Budget,
     BudgetExhausted,
@@ -17,12 +18,7 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.experiment import (
-    ExecutionContext,
-    Experiment,
-    ExperimentConfig,
-    WorkersSetup,
-)
+from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.layout import path_stem, result_file_path, summary_file_path
 from pytest_delphyne.models import ChatAnswer, ModelPrice, OpenAIChatModel
 from pytest_delphyne.results import RecordedResult, read_result

@@ -265,16 +265,12 @@ class ConfigItem(pytest.Item):
     def _run_options(
         self, directory: Path, *, cache_mode: CacheMode, write_files: bool
     ) -> RunOptions:
-        settings = self.settings
         return RunOptions(
             config_name=self.config_name,
             directory=directory,
             cache_mode=cache_mode,
-            log_level=settings.log_level,
-            export_log=settings.export_log,
-            export_raw_trace=settings.export_raw_trace,
-            export_browsable_trace=settings.export_browsable_trace,
             params=self.params,
+            settings=self.settings,
             write_files=write_files,
         )
 

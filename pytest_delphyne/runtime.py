@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from pytest_delphyne import layout
 from pytest_delphyne.cache import READ_ONLY_CACHE_MODES, CacheMode, RequestCache
@@ -47,9 +47,8 @@ from pytest_delphyne.results import (
     read_result,
     write_result,
 )
+from pytest_delphyne.settings import DEFAULT_SETTINGS, RunSettings
 from pytest_delphyne.traces import write_traces
-
-T = TypeVar("T")
 
 RETURNED_VALUES: Final = "the value returned by the program"
 
@@ -108,10 +107,21 @@ class Run:
     export_raw_trace: bool | None = None
     export_browsable_trace: bool | None = None
 
+    @property
+    def settings(self) -> RunSettings:
+        """The run's own settings, which the experiment's and the command line's
+        override."""
+        return RunSettings(
+            log_level=self.log_level,
+            export_log=self.export_log,
+            export_raw_trace=self.export_raw_trace,
+            export_browsable_trace=self.export_browsable_trace,
+        )
+
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How `execute` runs one config; `None` settings keep the `Run`'s own.
+    """How `execute` runs one config.
 
     Attributes:
         config_name: the config's name (stored in `result.yaml`, given to `env`).
@@ -120,7 +130,8 @@ class RunOptions:
             retry that reuses the calls already paid, "replay" to replay (and
             "replay_first_miss_live" to replay a config that raised).
         params: the config's parameters as plain data, stored in `result.yaml`.
-        log_level, export_log, export_raw_trace, export_browsable_trace: overrides.
+        settings: overrides of the `Run`'s log level and exports (the experiment's
+            and the command line's); `None` fields keep the `Run`'s own.
         write_files: False writes nothing at all (replays); then only the replay
             cache modes and "off" make sense, and other modes are run as "off".
     """
@@ -129,10 +140,7 @@ class RunOptions:
     directory: Path
     cache_mode: CacheMode = "create"
     params: Mapping[str, Any] = field(default_factory=dict)
-    log_level: LogLevel | None = None
-    export_log: bool | None = None
-    export_raw_trace: bool | None = None
-    export_browsable_trace: bool | None = None
+    settings: RunSettings = field(default_factory=RunSettings)
     write_files: bool = True
 
 
@@ -176,10 +184,6 @@ class RunRecord:
         # Exceptions may hold unpicklable frames and objects; the traceback text stays.
         values = [getattr(self, f.name) for f in fields(self)]
         return (RunRecord, (*values[:-1], None))
-
-
-def _pick(override: T | None, own: T | None, default: T) -> T:
-    return override if override is not None else own if own is not None else default
 
 
 def _outcome(returned: Any) -> Outcome:
@@ -231,18 +235,18 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
     traces = (False, False)
     try:
         run = run_factory()
+        chosen = options.settings.over(run.settings).over(DEFAULT_SETTINGS)
         traces = (
-            _pick(options.export_raw_trace, run.export_raw_trace, False) and write,
-            _pick(options.export_browsable_trace, run.export_browsable_trace, False)
-            and write,
+            bool(chosen.export_raw_trace) and write,
+            bool(chosen.export_browsable_trace) and write,
         )
-        export_log = _pick(options.export_log, run.export_log, True) and write
+        export_log = bool(chosen.export_log) and write
         cache_path = None if mode == "off" else directory / layout.CACHE_FILE
         env = Environment(
             options.config_name,
             RequestCache(cache_path, mode),
             limit=run.budget,
-            log_level=_pick(options.log_level, run.log_level, DEFAULT_LOG_LEVEL),
+            log_level=chosen.log_level or DEFAULT_LOG_LEVEL,
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
         )
@@ -367,7 +371,7 @@ def replay(
         directory=directory,
         cache_mode="replay" if recorded_traceback is None else "replay_first_miss_live",
         params=recorded.params if recorded else {},
-        log_level=log_level,
+        settings=RunSettings(log_level=log_level),
         write_files=False,
     )
     replayed = execute(run_factory, options)

@@ -15,23 +15,23 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
+from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
 from pytest_delphyne.experiment import (
-    CONFIG_NOT_IN_STATE_MESSAGE,
-    DUPLICATE_NAME_MESSAGE,
     NO_RESULT_MESSAGE,
-    NOT_A_CONFIG_MESSAGE,
     UNKNOWN_CONFIG_MESSAGE,
     UNLISTED_CONFIGS_MESSAGE,
-    ExecutionContext,
     Experiment,
-    ExperimentConfig,
-    InvalidConfigError,
-    UnknownConfigError,
     UnlistedConfigsWarning,
-    WorkersSetup,
 )
 from pytest_delphyne.identity import InvalidConfigNameError
 from pytest_delphyne.lock import ExperimentLockedError
+from pytest_delphyne.roster import (
+    CONFIG_NOT_IN_STATE_MESSAGE,
+    DUPLICATE_NAME_MESSAGE,
+    NOT_A_CONFIG_MESSAGE,
+    InvalidConfigError,
+    UnknownConfigError,
+)
 from pytest_delphyne.runtime import Run
 from pytest_delphyne.state import (
     ConfigInfo,
@@ -157,6 +157,13 @@ def test_load_creates_the_state_with_every_config_todo(tmp_path: Path) -> None:
     )
     assert experiment.get_status() == {"todo": 2, "done": 0, "failed": 0}
     assert not experiment.is_done()
+
+
+def test_load_creates_an_output_dir_whose_parents_do_not_exist(tmp_path: Path) -> None:
+    output_dir = tmp_path / "runs" / "2024" / "exp"
+    experiment = make_experiment(output_dir, [Config("a")]).load()
+    assert list(experiment.load_state().configs) == ["a_t0.7"]
+    assert (output_dir / layout.STATE_FILE).is_file()
 
 
 def test_default_names_are_uuids(tmp_path: Path) -> None:

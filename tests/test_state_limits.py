@@ -8,7 +8,8 @@ import yaml
 from pytest_delphyne import layout
 from pytest_delphyne.identity import codec_for
 from pytest_delphyne.plain_data import ALIAS_PROBLEM, first_alias_line
-from pytest_delphyne.state import StateFileError, StateStore
+from pytest_delphyne.state import StateFileError
+from pytest_delphyne.state_store import StateStore
 
 
 @pytest.mark.parametrize(

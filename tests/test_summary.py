@@ -23,6 +23,7 @@ from pytest_delphyne.summary import (
     load_summary,
     param_columns,
     save_summary,
+    summary_rows,
 )
 
 
@@ -153,6 +154,58 @@ def test_missing_results_are_named(tmp_path: Path) -> None:
         count=3, output_dir=tmp_path, names="b, c, d"
     )
     assert not (tmp_path / layout.SUMMARY_FILE).exists()
+
+
+@pytest.mark.parametrize(
+    ("count", "suffix"), [(10, ""), (11, " and 1 more"), (13, " and 3 more")]
+)
+def test_missing_results_name_ten_configs_then_count_the_rest(
+    tmp_path: Path, count: int, suffix: str
+) -> None:
+    names = [f"c{i:02}" for i in range(count)]
+    with pytest.raises(MissingResultsError) as info:
+        save_summary(
+            tmp_path, make_state(**dict.fromkeys(names, "todo")), codec_for(Config)
+        )
+    assert str(info.value) == MISSING_RESULTS_MESSAGE.format(
+        count=count, output_dir=tmp_path, names=", ".join(names[:10]) + suffix
+    )
+
+
+def test_summary_rows_refuse_missing_results_unless_told_to_ignore_them(
+    tmp_path: Path,
+) -> None:
+    write_result(tmp_path, "a", success=True, price=0.25)
+    state = make_state(a="done", b="todo")
+    with pytest.raises(MissingResultsError):
+        summary_rows(tmp_path, state, codec_for(Config))
+    # Without add_timing, no duration.
+    assert summary_rows(tmp_path, state, codec_for(Config), ignore_missing=True) == [
+        {
+            "model": "a",
+            "sampling.temperature": 0.5,
+            "sampling.stop": '["\\n"]',
+            "success": True,
+            "num_completions": 3,
+            "num_requests": 2,
+            "input_tokens": 100,
+            "cached_input_tokens": 10,
+            "output_tokens": 50,
+            "price": 0.25,
+            "config_name": "a",
+        }
+    ]
+
+
+def test_a_done_config_without_its_result_hides_none_after_it(tmp_path: Path) -> None:
+    write_result(tmp_path, "c", success=True, price=0.25)
+    state = make_state(a="done", b="done", c="done")
+    with pytest.raises(MissingResultsError) as info:
+        save_summary(tmp_path, state, codec_for(Config))
+    assert info.value.names == ["a", "b"]
+    save_summary(tmp_path, state, codec_for(Config), ignore_missing=True)
+    rows = (tmp_path / layout.SUMMARY_FILE).read_text().splitlines()[1:]
+    assert [row.rsplit(",", 1)[1] for row in rows] == ["c"]
 
 
 def test_ignore_missing_leaves_configs_without_result_out(tmp_path: Path) -> None:
