@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne import layout
 from pytest_delphyne.discovery import (
     experiment_of_file,
     provided_experiment,
@@ -33,6 +34,7 @@ from pytest_delphyne.discovery import (
 )
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
+from pytest_delphyne.files import refuse_symlinks
 from pytest_delphyne.identity import ConfigParamsError
 from pytest_delphyne.items import ExperimentBinding
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
@@ -55,6 +57,16 @@ if TYPE_CHECKING:
 UNFIT_CONFIGS_MESSAGE = (
     "the stored params of {count} configs no longer fit {class_name}; change the "
     "class or the state:{configs}"
+)
+# What the controller writes in the output directory (the lock refuses a link itself).
+STATE_FILES = (
+    layout.STATE_FILE,
+    layout.JOURNAL_FILE,
+    layout.STATE_INDEX_FILE,
+    layout.LOCK_HOLDER_FILE,
+    layout.SUMMARY_FILE,
+    layout.CONFIGS_DIR,
+    layout.SNAPSHOTS_DIR,
 )
 # What a run needs at least to write a config's files and record it.
 ROOM_NEEDED = 64 * 1024
@@ -82,6 +94,34 @@ def check_room(output_dir: Path) -> None:
         ) from None
     finally:
         probe.unlink(missing_ok=True)
+
+
+SHARED_OUTPUT_DIR_MESSAGE = (
+    "--delphyne-exp={first} and --delphyne-exp={second}: both experiments write to "
+    "{output_dir}; give each its own output_dir"
+)
+
+
+def refuse_shared_output_dirs(
+    found: list[tuple[ExperimentSpec, str, Experiment[Any]]],
+) -> None:
+    """Refuse two experiments of one session on one output directory, before
+    anything is written: their states, configs and summaries would overwrite each
+    other.
+
+    Raises:
+        pytest.UsageError: naming both experiments and the directory.
+    """
+    owners: dict[Path, tuple[ExperimentSpec, str]] = {}
+    for spec, attr, experiment in found:
+        output_dir = experiment.absolute_output_dir
+        owner = owners.setdefault(output_dir, (spec, attr))
+        if owner[0].path != spec.path or owner[1] != attr:
+            raise pytest.UsageError(
+                SHARED_OUTPUT_DIR_MESSAGE.format(
+                    first=owner[0].text, second=spec.text, output_dir=output_dir
+                )
+            )
 
 
 def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str:
@@ -140,8 +180,9 @@ class Controller:
     def start(self, specs: list[ExperimentSpec]) -> None:
         """Start each experiment (the steps of the module docstring)."""
         group_by = self._report_group_by()
-        for spec in specs:
-            attr, experiment = self._find(spec)
+        found = [(spec, *self._find(spec)) for spec in specs]
+        refuse_shared_output_dirs(found)
+        for spec, attr, experiment in found:
             plan, by_name = self._lock_load_and_plan(spec, attr, experiment)
             self._check(plan, experiment, group_by)
             self._ship(spec, attr, plan, experiment)
@@ -214,6 +255,7 @@ class Controller:
                 lock = RunLock(output_dir)
                 lock.acquire()
                 self.locks[output_dir] = lock
+                refuse_symlinks(output_dir / name for name in STATE_FILES)
                 check_room(output_dir)
             names, unnamed = self._load(experiment)
             plan, by_name = build_plan(

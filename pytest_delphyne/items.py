@@ -17,8 +17,10 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.concurrency import run_config
 from pytest_delphyne.experiment import Experiment
+from pytest_delphyne.files import PlantedSymlinkError
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.plain_data import flatten_params
+from pytest_delphyne.redaction import redact_exception
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
@@ -65,6 +67,7 @@ REMOTE_REPLAY_MESSAGE = (
 )
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+_MODEL_CLIENT_FILE = _PACKAGE_DIR / "models.py"
 
 
 bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
@@ -133,11 +136,22 @@ def _is_plugin_frame(entry: TracebackEntry) -> bool:
     return _PACKAGE_DIR in Path(entry.path).resolve().parents
 
 
-def program_traceback(traceback: Traceback) -> Traceback:
-    """The frames of the user's program: those after the plugin's last frame.
+def _is_model_client_frame(entry: TracebackEntry) -> bool:
+    return Path(entry.path).resolve() == _MODEL_CLIENT_FILE
 
-    The user debugs their program, not pytest's runner or this plugin.
+
+def program_traceback(traceback: Traceback) -> Traceback:
+    """The frames of the user's program: those after the plugin's last frame, and
+    none from the model client's call on (the client library's frames hold the
+    request's credentials as arguments).
+
+    The user debugs their program, not pytest's runner, this plugin or the client.
     """
+    for index, entry in enumerate(traceback):
+        if _is_model_client_frame(entry):
+            # The program's frame that asked the model is the last one shown.
+            traceback = traceback[:index] or traceback
+            break
     for index in range(len(traceback) - 1, -1, -1):
         if _is_plugin_frame(traceback[index]):
             return traceback[index + 1 :] or traceback
@@ -383,9 +397,13 @@ class ConfigItem(pytest.Item):
         excinfo: ExceptionInfo[BaseException],
         style: TracebackStyle | None = None,
     ) -> str | TerminalRepr:
-        if isinstance(excinfo.value, StoredFailure | ReplayMismatch):
+        if isinstance(
+            excinfo.value, StoredFailure | ReplayMismatch | PlantedSymlinkError
+        ):
             return str(excinfo.value)
         excinfo.traceback = program_traceback(excinfo.traceback)
+        # The message may quote a credential the program read or a server echoed.
+        redact_exception(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -133,7 +133,9 @@ class RunLock:
     def release(self) -> None:
         """Give the lock back (when every `acquire` of this process is matched)."""
         if self._lock.lock_counter == 1:
-            with contextlib.suppress(FileNotFoundError):
+            # On a disk turned read-only the holder file stays; it names no holder
+            # once the lock itself is free, so the lock is released all the same.
+            with contextlib.suppress(OSError):
                 self.holder_file.unlink()
         self._lock.release()
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.redaction import add_secret, redact_exception
 
 if TYPE_CHECKING:
     import openai
@@ -268,6 +269,7 @@ class OpenAIChatModel:
         self, env: Environment, request: dict[str, Any], transport: dict[str, Any]
     ) -> dict[str, Any]:
         openai = _import_openai()
+        remember_credentials(transport)
         client = self._shared_client(openai)
         retryable = (
             openai.RateLimitError,
@@ -279,6 +281,7 @@ class OpenAIChatModel:
                 response = client.chat.completions.create(**request, **transport)
             except retryable as error:
                 if attempt == self.max_retries:
+                    redact_exception(error)
                     raise
                 delay = self._delay(attempt, error)
                 env.log(
@@ -289,6 +292,10 @@ class OpenAIChatModel:
                     error=type(error).__name__,
                 )
                 self._sleep(delay)
+            except Exception as error:
+                # A server may echo the request's headers in its refusal.
+                redact_exception(error)
+                raise
             else:
                 data: dict[str, Any] = response.model_dump(
                     mode="json", exclude_unset=True
@@ -301,8 +308,10 @@ class OpenAIChatModel:
             if self._client is None:
                 # The client's own retries are off: ours is the only retry loop, so
                 # that each attempt is logged and `max_retries` means what it says.
+                api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
+                add_secret(api_key)
                 self._client = module.OpenAI(
-                    api_key=self._api_key or os.environ.get("OPENAI_API_KEY"),
+                    api_key=api_key,
                     base_url=self.base_url,
                     max_retries=0,
                     timeout=self.timeout,
@@ -319,6 +328,15 @@ class OpenAIChatModel:
         if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
             delay = max(delay, float(retry_after))
         return float(min(delay, self.max_backoff))
+
+
+def remember_credentials(transport: Mapping[str, Any]) -> None:
+    """Every header and query value sent with a request may be a credential:
+    `redaction.redact` keeps them out of what is written or shown."""
+    for option in ("extra_headers", "extra_query"):
+        values = transport.get(option) or {}
+        for value in values.values():
+            add_secret(value)
 
 
 def _import_openai() -> Any:

@@ -35,6 +35,7 @@ from pytest_delphyne.selection import SelectionOptions
 from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.snapshots import InteractiveSnapshots
+from pytest_delphyne.spend_cap import BadSpendCapError, check_spend_cap
 from pytest_delphyne.wire import worker_input
 from pytest_delphyne.workers import XdistHooks, start_worker, worker_queue
 
@@ -213,13 +214,18 @@ def apply_ini_settings(config: pytest.Config) -> None:
     option = config.option
     where = config.inipath or "the ini file"
     price = str(config.getini("delphyne_max_price")).strip()
+    cap_origin = "--delphyne-max-price"
     if option.delphyne_max_price is None and price:
+        cap_origin = f"delphyne_max_price in {where}"
         try:
             option.delphyne_max_price = float(price)
         except ValueError:
-            raise pytest.UsageError(
-                f"delphyne_max_price in {where}: {price!r} is not a price"
-            ) from None
+            raise pytest.UsageError(f"{cap_origin}: {price!r} is not a price") from None
+    if option.delphyne_max_price is not None:
+        try:
+            check_spend_cap(option.delphyne_max_price, cap_origin)
+        except BadSpendCapError as error:
+            raise pytest.UsageError(str(error)) from None
     concurrency = str(config.getini("delphyne_concurrency")).strip()
     if option.delphyne_concurrency is None and concurrency:
         try:

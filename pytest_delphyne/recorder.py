@@ -11,6 +11,7 @@ summary when every config is done, and reports what was spent.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,11 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.files import atomic_write
+from pytest_delphyne.files import (
+    PlantedSymlinkError,
+    atomic_write,
+    refuse_symlinks,
+)
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
@@ -84,6 +89,7 @@ class RecordedExperiment:
 
 
 def _write_shipped_file(path: Path, data: bytes) -> None:
+    refuse_symlinks([path.parent, path])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, data, durable=False)
 
@@ -225,12 +231,14 @@ class Recorder:
             if report.when not in ("setup", "call")
             else f"an error during {report.when}"
         )
-        _write_shipped_file(
-            exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
-            NO_REPORT_MESSAGE.format(
-                name=name, reason=reason, details=report.longreprtext
-            ).encode(),
-        )
+        with contextlib.suppress(PlantedSymlinkError):
+            # The item's own failure already names the link.
+            _write_shipped_file(
+                exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
+                NO_REPORT_MESSAGE.format(
+                    name=name, reason=reason, details=report.longreprtext
+                ).encode(),
+            )
         start = exp.running.pop(name, None)
         exp.experiment.store.record(
             ConfigUpdate(
@@ -249,6 +257,9 @@ class Recorder:
             return
         try:
             record(argument)
+        except PlantedSymlinkError as error:
+            self.storage_error = f"delphyne: {error}"
+            self._stop(self.storage_error)
         except OSError as error:
             exp = next(iter(self.experiments.values()))
             for candidate in self.experiments.values():

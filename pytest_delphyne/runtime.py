@@ -38,8 +38,9 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
-from pytest_delphyne.files import atomic_write
+from pytest_delphyne.files import atomic_write, refuse_symlinks
 from pytest_delphyne.plain_data import plain_copy
+from pytest_delphyne.redaction import redact
 from pytest_delphyne.results import (
     RecordedResult,
     ResultFileError,
@@ -225,6 +226,8 @@ def execute(
         except FileNotFoundError:
             directory.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
+            # A directory just created holds no link planted by someone else.
+            refuse_symlinks([directory, *(directory / name for name in _WRITTEN_FILES)])
             # A retry's files must not be mistaken for this run's (a directory just
             # created has none: five system calls saved per config).
             for stale in _RUN_FILES:
@@ -300,11 +303,15 @@ _RUN_FILES: Final = (
 )
 
 
+_WRITTEN_FILES: Final = (*_RUN_FILES, layout.CACHE_FILE)
+
+
 def _format_traceback(error: BaseException) -> str:
     tb = error.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next  # the frames of `execute` say nothing about the program
-    return "".join(traceback.format_exception(type(error), error, tb))
+    # A message may quote a credential the program read or a server echoed.
+    return redact("".join(traceback.format_exception(type(error), error, tb)))
 
 
 def _recorded(record: RunRecord, params: Mapping[str, Any]) -> RecordedResult:

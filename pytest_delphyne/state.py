@@ -30,8 +30,10 @@ import yaml
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.identity import ConfigCodec, codec_for
 from pytest_delphyne.plain_data import (
+    ALIAS_PROBLEM,
     canonical_json,
     dump_yaml,
+    first_alias_line,
     load_yaml,
     yaml_error_line,
 )
@@ -54,6 +56,9 @@ INVALID_TIME_PROBLEM = (
     "(expected an ISO-8601 date and time)"
 )
 NO_STATE_PROBLEM = "no experiment state here; Experiment.load() creates it"
+MAX_STATE_BYTES = 2 * 1024**3
+"""The largest state file read: about 20 times a state of 1,000,000 configs."""
+TOO_LARGE_PROBLEM = "{size} bytes, more than the {limit} bytes a state file may hold"
 
 
 class StateFileError(DelphyneError):
@@ -270,6 +275,9 @@ def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState
 
 def parse_state_yaml(text: str, path: Path) -> object:
     try:
+        alias_line = first_alias_line(text)
+        if alias_line is not None:
+            raise StateFileError(path, ALIAS_PROBLEM, alias_line)
         return load_yaml(text)
     except yaml.YAMLError as exc:
         line = yaml_error_line(exc)

@@ -29,8 +29,10 @@ from pytest_delphyne.journal import (
     journal_entries,
 )
 from pytest_delphyne.state import (
+    MAX_STATE_BYTES,
     NO_STATE_PROBLEM,
     NOT_UTF8_PROBLEM,
+    TOO_LARGE_PROBLEM,
     ConfigUpdate,
     ExperimentState,
     StateFileError,
@@ -194,6 +196,13 @@ class StateStore(Generic[C]):
         Raises:
             StateFileError: no state file, or one that is not UTF-8 or not YAML.
         """
+        try:
+            size = self.state_file.stat().st_size
+        except FileNotFoundError:
+            raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
+        if size > MAX_STATE_BYTES:
+            problem = TOO_LARGE_PROBLEM.format(size=size, limit=MAX_STATE_BYTES)
+            raise StateFileError(self.state_file, problem)
         try:
             raw = self.state_file.read_bytes()
         except FileNotFoundError:
