@@ -161,18 +161,10 @@ def run_config(item: ConfigItem) -> tuple[RunRecord, Path]:
 
 
 def may_start_ahead(item: pytest.Item) -> TypeGuard[ConfigItem]:
-    """Whether an item's program may start before its turn: a config to run whose
-    `per_worker` succeeded (one whose setup failed fails in its turn, with the setup's
-    error)."""
-    from pytest_delphyne.items import ConfigItem, worker_setup_key
-
-    if not isinstance(item, ConfigItem) or item.action != "run":
-        return False
-    try:
-        item.config.stash[worker_setup_key](item.binding, item.experiment)
-    except Exception:
-        return False
-    return True
+    """Whether an item's program may start before its turn (see
+    `ConfigItem.may_start_ahead`); other items never do."""
+    check = getattr(item, "may_start_ahead", None)
+    return callable(check) and bool(check())
 
 
 class ConfigPool:

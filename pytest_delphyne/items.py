@@ -249,6 +249,18 @@ class ConfigItem(pytest.Item):
                 f"{key}:{value}" for key, value in flatten_params(params).items()
             )
 
+    def may_start_ahead(self) -> bool:
+        """Whether this config's program may start before its turn
+        (`--delphyne-concurrency`): a config to run whose `per_worker` succeeded (one
+        whose setup failed fails in its turn, with the setup's error)."""
+        if self.action != "run":
+            return False
+        try:
+            self.config.stash[worker_setup_key](self.binding, self.experiment)
+        except Exception:
+            return False
+        return True
+
     def runtest(self) -> None:
         if self.action in ("run", "replay"):
             self.config.stash[worker_setup_key](self.binding, self.experiment)
