@@ -27,7 +27,7 @@ from pytest_delphyne.selection import SelectionOptions
 from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.snapshots import InteractiveSnapshots
-from pytest_delphyne.wire import worker_input
+from pytest_delphyne.wire import PLANS_KEY, worker_input
 from pytest_delphyne.workers import XdistHooks, start_worker
 
 if TYPE_CHECKING:
@@ -207,14 +207,27 @@ def apply_ini_settings(config: pytest.Config) -> None:
 
 
 def experiment_specs(config: pytest.Config) -> list[ExperimentSpec]:
-    """The experiments of this session: the command line's, else the ini file's."""
+    """The experiments of this session: the command line's, else the ini file's
+    when the command line names no path (as pytest's `testpaths`)."""
     given: list[str] = config.getoption("delphyne_exp")
     if given:
         base = config.invocation_params.dir
         return [ExperimentSpec.parse(text, base) for text in given]
+    if not ini_experiments_apply(config):
+        return []
     from_ini: list[str] = config.getini("delphyne_exp")
     base = config.inipath.parent if config.inipath else config.rootpath
     return [ExperimentSpec.parse(text, base) for text in from_ini]
+
+
+def ini_experiments_apply(config: pytest.Config) -> bool:
+    """Whether the ini file's `delphyne_exp` is this session's: only when the command
+    line gives no path, as pytest's `testpaths` (`pytest tests/test_unit.py` runs
+    that file only). A worker follows its controller: the plans come with it."""
+    workerinput = worker_input(config)
+    if workerinput is not None:
+        return PLANS_KEY in workerinput
+    return config.args_source != pytest.Config.ArgsSource.ARGS
 
 
 def selection_options(config: pytest.Config) -> SelectionOptions:
