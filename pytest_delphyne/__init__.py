@@ -16,7 +16,7 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
-from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.errors import DelphyneError, EndpointError
 from pytest_delphyne.experiment import (
     ExecutionContext,
     Experiment,
@@ -47,6 +47,7 @@ __all__ = [
     "ChatAnswer",
     "ConfigInfo",
     "DelphyneError",
+    "EndpointError",
     "Environment",
     "ExecutionContext",
     "Experiment",

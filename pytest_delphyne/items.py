@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.errors import EndpointError
 from pytest_delphyne.experiment import experiment_of_script
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.runtime import RunOptions, execute, replay
@@ -23,6 +24,7 @@ from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SPEND_CAP_REASON, SpendMeter
 from pytest_delphyne.wire import (
+    ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
@@ -299,6 +301,11 @@ class ConfigItem(pytest.Item):
             # interrupted mid-instruction can lack the line number pytest's report
             # of the interruption needs.
             raise KeyboardInterrupt from None
+        except EndpointError as error:
+            # Not the config's failure: skipped, it stays todo, and the controller
+            # stops the session with this one line (`Recorder`).
+            self.user_properties.append((ENDPOINT_ERROR_PROPERTY, str(error)))
+            raise pytest.skip.Exception(str(error), _use_item_location=True) from None
         binding.meter.add(record.paid.price or 0.0)
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:

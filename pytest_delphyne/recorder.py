@@ -29,6 +29,7 @@ from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.wire import (
+    ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
@@ -147,6 +148,8 @@ class Recorder:
     # as properties.
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self._stop_at_endpoint_error(report)
         payload = self._pop_payload(report)
         if payload is not None:
             # Every report of an item carries its properties; the call's is the one.
@@ -159,6 +162,12 @@ class Recorder:
             found = self._config_of(report.nodeid)
             if found is not None:
                 found[0].running.pop(found[1], None)
+
+    def _stop_at_endpoint_error(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == ENDPOINT_ERROR_PROPERTY:
+                self._stop(f"delphyne: {value}")
+                return
 
     @staticmethod
     def _pop_payload(report: pytest.TestReport) -> ResultPayload | None:

@@ -48,7 +48,7 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
-from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.errors import DelphyneError, EndpointError
 from pytest_delphyne.traces import write_traces
 from pytest_delphyne.yaml_writer import block_yaml
 
@@ -203,8 +203,9 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
     """Run one config, write its files, and say what happened.
 
     Everything the factory and the program raise (an `Exception`) is the config's
-    failure: it is recorded, not raised. `KeyboardInterrupt` and `SystemExit`
-    propagate (the config was interrupted), the files written so far staying put.
+    failure: it is recorded, not raised. An `EndpointError` (the environment's
+    fault), `KeyboardInterrupt` and `SystemExit` propagate (the config did not end),
+    the files written so far staying put.
 
     Arguments:
         run_factory: builds the `Run`, typically `lambda: config.instantiate(ctx)`.
@@ -255,6 +256,10 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
         outcome = _outcome(run.program(env, **run.args))
     except BudgetExhausted as stop:
         exhausted = str(stop)
+    except EndpointError:
+        # The environment's fault, not the config's: nothing of it is recorded
+        # as the config's outcome (the session stops; the config stays todo).
+        raise
     except Exception as exception:
         error = exception
     finally:
