@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment
+from pytest_delphyne.tracebacks import PACKAGE_DIR, format_user_frames
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -45,10 +45,13 @@ _STATE_FILES = frozenset(
     {layout.STATE_FILE, layout.JOURNAL_FILE, layout.STATE_INDEX_FILE}
 )
 # Frames of the import machinery and of the plugins: none is the user's.
-_MACHINERY_DIRS = tuple(
-    str(Path(file).parent) + os.sep
-    for file in (importlib.__file__, _pytest.__file__, pluggy.__file__, __file__)
-    if file is not None
+_MACHINERY_DIRS = (
+    *(
+        str(Path(file).resolve().parent) + os.sep
+        for file in (importlib.__file__, _pytest.__file__, pluggy.__file__)
+        if file is not None
+    ),
+    PACKAGE_DIR,
 )
 NO_EXPERIMENT_MESSAGE = (
     "--delphyne-exp: {path} defines no Experiment (found none among its "
@@ -171,27 +174,7 @@ def _mentions_an_experiment(path: Path) -> bool:
 def user_traceback(error: BaseException) -> str:
     """`error`'s traceback without the frames of the import machinery, pytest and
     this plugin: what is left is the user's code (a syntax error shows its line)."""
-    summary = traceback.TracebackException.from_exception(error)
-    for exception in _chain(summary):
-        exception.stack = traceback.StackSummary.from_list(
-            [
-                frame
-                for frame in exception.stack
-                if not frame.filename.startswith(("<frozen ", *_MACHINERY_DIRS))
-            ]
-        )
-    return "".join(summary.format())
-
-
-def _chain(
-    summary: traceback.TracebackException,
-) -> list[traceback.TracebackException]:
-    chain: list[traceback.TracebackException] = []
-    current: traceback.TracebackException | None = summary
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    return chain
+    return format_user_frames(error, _MACHINERY_DIRS)
 
 
 def find_experiment(module: ModuleType, spec: ExperimentSpec) -> tuple[str, Any]:

@@ -6,6 +6,7 @@ command line: `selection.decide` (SPEC §5's table).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pluggy
 import pytest
 
 from pytest_delphyne import layout
@@ -23,6 +25,11 @@ from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SPEND_CAP_REASON, SpendMeter
+from pytest_delphyne.tracebacks import (
+    PACKAGE_DIR,
+    is_hidden_file,
+    without_plugin_frames,
+)
 from pytest_delphyne.wire import (
     ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
@@ -65,7 +72,11 @@ REMOTE_REPLAY_MESSAGE = (
     "directory {output_dir}; replay without --tx or with -n 0"
 )
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_RUNNER_DIRS = (
+    PACKAGE_DIR,
+    str(Path(pytest.__file__).resolve().parent.parent / "_pytest") + os.sep,
+    str(Path(pluggy.__file__).resolve().parent) + os.sep,
+)
 
 
 bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
@@ -118,19 +129,17 @@ def sees_output_dir(plan: ExperimentPlan) -> bool:
     return is_same_file(Path(plan["output_dir"]), plan["output_dir_id"])
 
 
-def _is_plugin_frame(entry: TracebackEntry) -> bool:
-    return _PACKAGE_DIR in Path(entry.path).resolve().parents
+def _is_runner_frame(entry: TracebackEntry) -> bool:
+    return is_hidden_file(str(entry.path), _RUNNER_DIRS)
 
 
 def program_traceback(traceback: Traceback) -> Traceback:
-    """The frames of the user's program: those after the plugin's last frame.
+    """The frames of the user's code: without this plugin's, pytest's and pluggy's
+    (those between the program and a function it gave `env.compute` included).
 
     The user debugs their program, not pytest's runner or this plugin.
     """
-    for index in range(len(traceback) - 1, -1, -1):
-        if _is_plugin_frame(traceback[index]):
-            return traceback[index + 1 :] or traceback
-    return traceback
+    return traceback.filter(lambda entry: not _is_runner_frame(entry)) or traceback
 
 
 def flatten_params(
@@ -296,11 +305,12 @@ class ConfigItem(pytest.Item):
                     directory, cache_mode=self.decision.cache_mode, write_files=True
                 ),
             )
-        except KeyboardInterrupt:
-            # The config stays todo: its frames tell the user nothing, and a frame
-            # interrupted mid-instruction can lack the line number pytest's report
-            # of the interruption needs.
-            raise KeyboardInterrupt from None
+        except KeyboardInterrupt as interrupt:
+            # The config stays todo; pytest's report of the interruption shows where
+            # the program was (its last frame), not this plugin.
+            raise interrupt.with_traceback(
+                without_plugin_frames(interrupt.__traceback__)
+            ) from None
         except EndpointError as error:
             # Not the config's failure: skipped, it stays todo, and the controller
             # stops the session with this one line (`Recorder`).

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -49,6 +48,7 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.errors import DelphyneError, EndpointError
+from pytest_delphyne.tracebacks import format_user_frames
 from pytest_delphyne.traces import write_traces
 from pytest_delphyne.yaml_writer import block_yaml
 
@@ -300,10 +300,9 @@ _RUN_FILES: Final = (
 
 
 def _format_traceback(error: BaseException) -> str:
-    tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next  # the frames of `execute` say nothing about the program
-    return "".join(traceback.format_exception(type(error), error, tb))
+    # The frames of `execute`, `env.compute` or the model say nothing about the
+    # program.
+    return format_user_frames(error)
 
 
 def _write_result(
