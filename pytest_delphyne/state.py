@@ -230,7 +230,13 @@ def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
     `durable=False` skips both fsyncs, for files that are only caches: a crash of
     the machine may then leave an empty or old file, but never a half-written one
     in place of a good one for a process that dies.
+
+    A file that already holds `text` is left alone: a session that changes nothing
+    (a replay, a run where every config is skipped) must not look like a change to a
+    file watcher or a sync tool (SPEC §5: a replay changes no file).
     """
+    if _holds(path, text):
+        return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
@@ -250,6 +256,13 @@ def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _holds(path: Path, text: str) -> bool:
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:

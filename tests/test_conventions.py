@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from pytest_delphyne import layout
 from pytest_delphyne.retry import NOTHING_TO_RETRY_MESSAGE
 
 EXPERIMENT = """
@@ -153,3 +156,33 @@ def test_ini_experiment_runs_when_the_command_line_names_no_path(
     result = ini_project.runpytest_subprocess(*workers)
     result.assert_outcomes(skipped=1, failed=1)
     assert "test_unit" not in result.stdout.str()
+
+
+def file_times(directory: Path) -> dict[str, int]:
+    return {
+        str(path.relative_to(directory)): path.stat().st_mtime_ns
+        for path in directory.rglob("*")
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["-n", "2"], ["--delphyne-replay"], ["--pdb"]],
+    ids=["all-skipped", "all-skipped-xdist", "replay", "pdb"],
+)
+def test_a_command_that_changes_nothing_writes_nothing(
+    pytester: pytest.Pytester, command: list[str]
+) -> None:
+    write_experiment(pytester, [1, 2])
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=2)
+    output = pytester.path / "out"
+    assert (output / layout.SUMMARY_FILE).exists()
+    assert (output / layout.STATE_INDEX_FILE).exists()
+    # A time long past: any write, whatever the clock's resolution, shows.
+    for path in output.rglob("*"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    before = file_times(output)
+    result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", *command)
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert file_times(output) == before
