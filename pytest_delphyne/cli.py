@@ -29,6 +29,7 @@ from pytest_delphyne.launcher import RunRequest, run_experiment
 from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.recorder import describe_budget, total_spent
 from pytest_delphyne.settings import RunSettings
+from pytest_delphyne.wording import plural
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,13 +38,13 @@ if TYPE_CHECKING:
 
 STATUS_MESSAGE = (
     "Experiment {name}({output_dir}):\n"
-    "  - {todo} configurations to do\n"
-    "  - {done} configurations done\n"
-    "  - {failed} configurations failed\n"
+    "  - {todo} to do\n"
+    "  - {done} done\n"
+    "  - {failed} failed\n"
     "  - spent: {spent}"
 )
 UNNAMED_CONFIGS_MESSAGE = (
-    "  - {count} more configurations listed by the code, not in the state yet: "
+    "  - {count} listed by the code, not in the state yet: "
     "a run names them when it starts (the experiment is being run by {holder})"
 )
 
@@ -251,11 +252,18 @@ class ExperimentCLI:
                 name=f"{experiment.name!r} " if experiment.name else "",
                 output_dir=experiment.absolute_output_dir,
                 spent=describe_budget(total_spent(experiment)),
-                **counts,
+                **{
+                    status: plural(count, "configuration")
+                    for status, count in counts.items()
+                },
             )
         )
         if unnamed:
-            print(UNNAMED_CONFIGS_MESSAGE.format(count=unnamed, holder=holder))
+            print(
+                UNNAMED_CONFIGS_MESSAGE.format(
+                    count=plural(unnamed, "more configuration"), holder=holder
+                )
+            )
         return 0
 
     def replay(self, config: str | None) -> int:

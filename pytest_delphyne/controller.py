@@ -41,6 +41,7 @@ from pytest_delphyne.report import check_group_by, parse_group_by, require_plott
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.spend_cap import make_spend_ledger
 from pytest_delphyne.summary import flatten_params
+from pytest_delphyne.wording import plural
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
     from pytest_delphyne.wire import ExperimentPlan
 
 UNFIT_CONFIGS_MESSAGE = (
-    "the stored params of {count} configs no longer fit {class_name}; change the "
+    "the stored params of {count} no longer fit {class_name}; change the "
     "class or the state:{configs}"
 )
 # What a run needs at least to write a config's files and record it.
@@ -91,7 +92,7 @@ def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str
     if len(unfit) <= 1:
         return str(first)
     return UNFIT_CONFIGS_MESSAGE.format(
-        count=len(unfit),
+        count=plural(len(unfit), "config"),
         class_name=first.class_name,
         configs="".join(f"\n  - {error}" for error in unfit),
     )

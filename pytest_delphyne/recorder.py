@@ -35,6 +35,7 @@ from pytest_delphyne.wire import (
     ResultPayload,
     decode_result,
 )
+from pytest_delphyne.wording import plural
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -448,8 +449,9 @@ def total_spent(experiment: Experiment[Any]) -> dict[str, float]:
 def describe_budget(spent: dict[str, float]) -> str:
     price = spent.get("price", 0.0)
     return (
-        f"{int(spent.get('num_requests', 0))} requests, "
-        f"{int(spent.get('input_tokens', 0))} input tokens "
+        f"{plural(int(spent.get('num_requests', 0)), 'request')}, "
+        f"{plural(int(spent.get('input_tokens', 0)), 'input token')} "
         f"({int(spent.get('cached_input_tokens', 0))} cached), "
-        f"{int(spent.get('output_tokens', 0))} output tokens, price {price:.4f}"
+        f"{plural(int(spent.get('output_tokens', 0)), 'output token')}, "
+        f"price {price:.4f}"
     )

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pytest_delphyne.wording import plural
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -19,11 +21,6 @@ if TYPE_CHECKING:
 NOTHING_TO_RETRY_MESSAGE = (
     "delphyne: --lf: nothing to retry, {configs} done (no failed or todo config)"
 )
-
-
-def plural(count: int, noun: str) -> str:
-    """`count` and `noun`, the noun plural unless there is exactly one."""
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def has_nothing_to_retry(plans: Iterable[ExperimentPlan]) -> bool:

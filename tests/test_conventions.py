@@ -11,6 +11,7 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.retry import NOTHING_TO_RETRY_MESSAGE
+from pytest_delphyne.wording import plural
 
 EXPERIMENT = """
 import os
@@ -186,3 +187,34 @@ def test_a_command_that_changes_nothing_writes_nothing(
     result = pytester.runpytest_subprocess("--delphyne-exp=exp.py", *command)
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     assert file_times(output) == before
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [(0, "0 requests"), (1, "1 request"), (2, "2 requests")],
+)
+def test_plural_counts_its_noun(count: int, expected: str) -> None:
+    assert plural(count, "request") == expected
+
+
+def test_one_config_and_one_request_are_singular_on_the_terminal(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester, [], [1])
+    first = pytester.runpytest("--delphyne-exp=exp.py")
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(
+        [
+            "delphyne: experiment: 1 config (1 run)",
+            "*paid this session: 1 request, 0 input tokens (0 cached), "
+            "0 output tokens, price 0.5000",
+        ]
+    )
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.stdout.fnmatch_lines(
+        [
+            "delphyne: experiment: 1 config (1 report)",
+            "delphyne: 1 failed config is reported from the state without running; "
+            "use --lf to retry it",
+        ]
+    )

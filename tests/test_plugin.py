@@ -527,7 +527,7 @@ def test_terminal_summary_shows_counts_and_spending(first_run: pytest.Pytester) 
     result.stdout.fnmatch_lines(
         [
             "*experiment (*out): 3 done, 1 failed, 0 todo",
-            "*paid this session: 1 requests*price 0.5000",
+            "*paid this session: 1 request, *price 0.5000",
             "*recorded in total: 3 requests*price 1.5000",
         ]
     )
