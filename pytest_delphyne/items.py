@@ -21,7 +21,13 @@ from pytest_delphyne import layout
 from pytest_delphyne.errors import EndpointError
 from pytest_delphyne.experiment import experiment_of_script
 from pytest_delphyne.memory import session_long_lived
-from pytest_delphyne.runtime import RunOptions, execute, replay
+from pytest_delphyne.runtime import (
+    ResultFileError,
+    RunOptions,
+    execute,
+    read_result,
+    replay,
+)
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SPEND_CAP_REASON, SpendMeter
@@ -238,9 +244,16 @@ class ConfigItem(pytest.Item):
             )
 
     def runtest(self) -> None:
+        # What junitxml writes for each config, whatever it does; it reads the
+        # teardown's report, which carries them (see
+        # `DelphyneSession.pytest_runtest_makereport`).
+        self.junit_properties.extend(
+            (f"param.{key}", value) for key, value in flatten_params(self.params)
+        )
         if self.action in ("run", "replay"):
             self.config.stash[worker_setup_key](self.binding, self.experiment)
         if self.action == "skip":
+            self._add_recorded_outcome()
             # Located at the config's item, not in this plugin, in the skip summary.
             raise pytest.skip.Exception(DONE_REASON, _use_item_location=True)
         if self.action == "report":
@@ -345,14 +358,29 @@ class ConfigItem(pytest.Item):
             files=files,
         )
         self.user_properties.append((RESULT_PROPERTY, encode_result(payload)))
-        # What junitxml writes for each config: it reads the teardown's report, which
-        # carries them (see `DelphyneSession.pytest_runtest_makereport`).
-        properties = self.junit_properties
-        properties.extend(
-            (f"param.{key}", value) for key, value in flatten_params(self.params)
+        self._add_outcome_properties(record.success, spent)
+
+    def _add_outcome_properties(
+        self, success: bool | None, spent: dict[str, float]
+    ) -> None:
+        self.junit_properties.append(("success", success))
+        self.junit_properties.extend(
+            (f"spent.{key}", value) for key, value in spent.items()
         )
-        properties.append(("success", record.success))
-        properties.extend((f"spent.{key}", value) for key, value in spent.items())
+
+    def _add_recorded_outcome(self) -> None:
+        # A done config's outcome is in its result file: read only for junitxml.
+        if not self.config.getoption("xmlpath", None):
+            return
+        if not self.binding.shares_output_dir:
+            return
+        try:
+            recorded = read_result(
+                layout.config_dir(self.binding.output_dir, self.config_name)
+            )
+        except ResultFileError:
+            return
+        self._add_outcome_properties(recorded.success, recorded.spent.as_dict())
 
     def _replay(self) -> None:
         binding = self.binding
@@ -383,10 +411,13 @@ class ConfigItem(pytest.Item):
                 self._run_factory(),
                 self._run_options(directory, cache_mode="off", write_files=False),
             )
+            self._add_outcome_properties(record.success, record.spent.as_dict())
             if record.exception is not None:
                 raise record.exception
             return
         report = replay(self._run_factory(), directory)
+        replayed = report.replayed
+        self._add_outcome_properties(replayed.success, replayed.spent.as_dict())
         if report.replayed.exception is not None:
             raise report.replayed.exception
         if not report.matches:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -218,3 +219,37 @@ def test_one_config_and_one_request_are_singular_on_the_terminal(
             "use --lf to retry it",
         ]
     )
+
+
+def junit_properties(path: Path) -> dict[str, dict[str, str]]:
+    """Each test case's properties, by the config's name."""
+    tree = ET.parse(path)
+    return {
+        case.attrib["name"].split("[")[1].rstrip("]"): {
+            prop.attrib["name"]: prop.attrib["value"] for prop in case.iter("property")
+        }
+        for case in tree.iter("testcase")
+    }
+
+
+@WORKERS
+def test_junitxml_has_properties_for_skipped_reported_and_replayed_configs(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    write_experiment(pytester, [1], [2])
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=1, failed=1)
+    outcome = {"success": "True", "spent.price": "0.5", "spent.num_requests": "1"}
+    pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "--junitxml=skipped.xml", *workers
+    ).assert_outcomes(skipped=1, failed=1)
+    skipped = junit_properties(pytester.path / "skipped.xml")
+    assert skipped["x1"]["param.x"] == "1"
+    assert outcome.items() <= skipped["x1"].items()
+    assert skipped["x2"]["param.x"] == "2"
+    assert skipped["x2"]["param.fail"] == "True"
+    pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "--delphyne-replay", "-k", "x1", "--junitxml=r.xml"
+    ).assert_outcomes(passed=1, deselected=1)
+    replayed = junit_properties(pytester.path / "r.xml")
+    assert replayed["x1"]["param.x"] == "1"
+    assert outcome.items() <= replayed["x1"].items()
