@@ -51,8 +51,11 @@ NOT_A_CONFIG_MESSAGE = (
     "experiment must be an instance of its config_class"
 )
 DUPLICATE_NAME_MESSAGE = (
-    "Config name {name!r} is given to two different configs: {first} and {second}"
+    "config_naming gives the name {name!r} to configs[{index}] ({second}), but it "
+    "already names {holder}: each config needs a name of its own"
 )
+NAME_HOLDER_LISTED = "configs[{index}] ({config})"
+NAME_HOLDER_STORED = "{config}, stored in {state_file}"
 UNLISTED_CONFIGS_MESSAGE = (
     "{count} config(s) in {state_file} are no longer listed by the experiment: "
     "{names}. Experiment.clean_index() removes them from the state."
@@ -377,6 +380,17 @@ class Experiment(Generic[C]):
             names.append(name)
         return names
 
+    def _name_holder(
+        self, state: ExperimentState[C], names: list[str], name: str
+    ) -> str:
+        # Which config holds a name: one listed before, or one of the state only.
+        config = state.configs[name].params
+        if name in names:
+            return NAME_HOLDER_LISTED.format(index=names.index(name), config=config)
+        return NAME_HOLDER_STORED.format(
+            config=config, state_file=self.store.state_file
+        )
+
     def _add_configs(
         self, state: ExperimentState[C]
     ) -> tuple[list[str], list[str], list[str]]:
@@ -422,7 +436,10 @@ class Experiment(Generic[C]):
             if name in state.configs:
                 raise InvalidConfigError(
                     DUPLICATE_NAME_MESSAGE.format(
-                        name=name, first=state.configs[name].params, second=config
+                        name=name,
+                        index=index,
+                        second=config,
+                        holder=self._name_holder(state, names, name),
                     )
                 )
             state.configs[name] = ConfigInfo(canonical)
