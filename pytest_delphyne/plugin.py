@@ -22,6 +22,7 @@ from pytest_delphyne.controller import Controller, SessionReports
 from pytest_delphyne.discovery import ExperimentSpec
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.memory import freeze_at_exit, session_long_lived
+from pytest_delphyne.progress import DEFAULT_PROGRESS_INTERVAL
 from pytest_delphyne.recorder import Recorder
 from pytest_delphyne.selection import SelectionOptions
 from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
@@ -153,6 +154,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="NAMES",
         help="Hyperparameters, comma-separated, whose values each get their own "
         "scaling curve in the report",
+    )
+    group.addoption(
+        "--delphyne-progress-interval",
+        action="store",
+        type=float,
+        dest="delphyne_progress_interval",
+        default=DEFAULT_PROGRESS_INTERVAL,
+        metavar="SECONDS",
+        help="Seconds between the lines showing what the session paid so far "
+        "(0: after every config; -q shows none)",
     )
     parser.addini(
         "delphyne_exp",

@@ -24,6 +24,7 @@ from pytest_delphyne import layout
 from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
+from pytest_delphyne.progress import CostProgress, progress_line
 from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.state import ConfigUpdate, Status
@@ -120,6 +121,12 @@ class Recorder:
                 self._by_item_name.setdefault(item_name, []).append(
                     (exp, planned["name"])
                 )
+        self.progress = CostProgress(
+            interval=config.getoption("delphyne_progress_interval", 30.0)
+        )
+        self._to_run = sum(len(found) for found in self._by_item_name.values())
+        self._finished = 0
+        self._shown = 0
         self.interrupted = False
         self.storage_error: str | None = None
         self.sigint = SigintGuard(on_stop_after_saving=self._say_saved)
@@ -218,6 +225,26 @@ class Recorder:
         for key, value in payload["paid"].items():
             exp.paid[key] = exp.paid.get(key, 0) + value
         self._check_spend_cap()
+        self._finished += 1
+
+    # After the terminal's own letter for the config: the line does not split it.
+    @pytest.hookimpl
+    def pytest_runtest_logfinish(self) -> None:
+        if self._finished == self._shown:
+            return
+        if self.config.get_verbosity() < 0 or not self.progress.due():
+            return
+        self._shown = self._finished
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            # Under xdist the letters of the configs are written without a file
+            # name, which `write_line` would not end: a line of its own.
+            open_line: int = getattr(terminal, "_width_of_current_line", 0)
+            if open_line and not terminal.currentfspath:
+                terminal.write("\n")
+            terminal.write_line(
+                progress_line(self._finished, self._to_run, self.session_spent())
+            )
 
     def _record_failure_without_payload(self, report: pytest.TestReport) -> None:
         found = self._config_of(report.nodeid)
