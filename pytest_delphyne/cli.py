@@ -29,7 +29,7 @@ from pytest_delphyne.launcher import RunRequest, run_experiment
 from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.recorder import describe_budget, total_spent
 from pytest_delphyne.settings import RunSettings
-from pytest_delphyne.wording import plural
+from pytest_delphyne.wording import plural, shown_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -250,7 +250,7 @@ class ExperimentCLI:
         print(
             STATUS_MESSAGE.format(
                 name=f"{experiment.name!r} " if experiment.name else "",
-                output_dir=experiment.absolute_output_dir,
+                output_dir=shown_path(experiment.absolute_output_dir, Path.cwd()),
                 spent=describe_budget(total_spent(experiment)),
                 **{
                     status: plural(count, "configuration")
@@ -299,7 +299,7 @@ class ExperimentCLI:
     def report(self, output: str | None, group_by: str | None) -> int:
         """Write the HTML report of what the state records so far."""
         path = self.experiment.report(output, group_by=group_by)
-        print(f"Report written to {path}")
+        print(f"Report written to {shown_path(path, Path.cwd())}")
         return 0
 
 

@@ -41,7 +41,7 @@ from pytest_delphyne.report import check_group_by, parse_group_by, require_plott
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.spend_cap import make_spend_ledger
 from pytest_delphyne.summary import flatten_params
-from pytest_delphyne.wording import plural
+from pytest_delphyne.wording import plural, shown_path
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
 if TYPE_CHECKING:
@@ -312,7 +312,8 @@ class SessionReports:
             except (DelphyneError, OSError) as error:
                 self.lines.append(f"{exp.attr}: no report written: {error}")
             else:
-                self.lines.append(f"{exp.attr}: report written to {written}")
+                shown = shown_path(written, Path.cwd())
+                self.lines.append(f"{exp.attr}: report written to {shown}")
 
     # trylast: below the recorder's section of the terminal summary.
     @pytest.hookimpl(trylast=True)

@@ -36,7 +36,7 @@ from pytest_delphyne.wire import (
     ResultPayload,
     decode_result,
 )
-from pytest_delphyne.wording import plural
+from pytest_delphyne.wording import plural, shown_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -335,8 +335,13 @@ class Recorder:
         if not (self.interrupted and self._by_item_name):
             return None
         return STATE_SAVED_MESSAGE.format(
-            path=layout.state_file_path(exp.experiment.absolute_output_dir)
+            path=self._display(
+                layout.state_file_path(exp.experiment.absolute_output_dir)
+            )
         )
+
+    def _display(self, path: Path) -> str:
+        return shown_path(path, self.config.invocation_params.dir)
 
     @pytest.hookimpl
     def pytest_unconfigure(self) -> None:
@@ -431,14 +436,14 @@ class Recorder:
         for exp in self.experiments.values():
             status = exp.experiment.get_status()
             write(
-                f"{exp.attr} ({exp.experiment.absolute_output_dir}): "
+                f"{exp.attr} ({self._display(exp.experiment.absolute_output_dir)}): "
                 f"{status['done']} done, {status['failed']} failed, "
                 f"{status['todo']} todo"
             )
             write(f"  paid this session: {describe_budget(exp.paid)}")
             write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
             if exp.summary_path is not None:
-                write(f"  summary: {exp.summary_path}")
+                write(f"  summary: {self._display(exp.summary_path)}")
             for problem in exp.problems:
                 write(problem, red=True)
             if self.storage_error is not None and not exp.problems:
