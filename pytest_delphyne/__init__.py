@@ -17,7 +17,7 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
-from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.errors import DelphyneError, EndpointError
 from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.layout import path_stem, result_file_path, summary_file_path
 from pytest_delphyne.models import ChatAnswer, ModelPrice, OpenAIChatModel
@@ -42,6 +42,7 @@ __all__ = [
     "ChatAnswer",
     "ConfigInfo",
     "DelphyneError",
+    "EndpointError",
     "Environment",
     "ExecutionContext",
     "Experiment",

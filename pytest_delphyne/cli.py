@@ -30,6 +30,7 @@ from pytest_delphyne.launcher import RunRequest, run_experiment
 from pytest_delphyne.lock import read_lock_holder
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spending import describe_budget, total_spent
+from pytest_delphyne.wording import plural, shown_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,9 +39,9 @@ if TYPE_CHECKING:
 
 STATUS_MESSAGE = (
     "Experiment {name}({output_dir}):\n"
-    "  - {todo} configurations to do\n"
-    "  - {done} configurations done\n"
-    "  - {failed} configurations failed\n"
+    "  - {todo} to do\n"
+    "  - {done} done\n"
+    "  - {failed} failed\n"
     "  - spent: {spent}"
 )
 NEXT_RUN_NAMES_MESSAGE = (
@@ -48,7 +49,7 @@ NEXT_RUN_NAMES_MESSAGE = (
     "the next run names them"
 )
 UNNAMED_CONFIGS_MESSAGE = (
-    "  - {count} more configurations listed by the code, not in the state yet: "
+    "  - {count} listed by the code, not in the state yet: "
     "a run names them when it starts (the experiment is being run by {holder})"
 )
 
@@ -310,9 +311,12 @@ class ExperimentCLI:
         print(
             STATUS_MESSAGE.format(
                 name=f"{experiment.name!r} " if experiment.name else "",
-                output_dir=experiment.absolute_output_dir,
+                output_dir=shown_path(experiment.absolute_output_dir, Path.cwd()),
                 spent=describe_budget(spent),
-                **counts,
+                **{
+                    status: plural(count, "configuration")
+                    for status, count in counts.items()
+                },
             )
         )
         if unnamed:
@@ -322,7 +326,8 @@ class ExperimentCLI:
             else:
                 print(
                     UNNAMED_CONFIGS_MESSAGE.format(
-                        count=unnamed, holder=holder.describe()
+                        count=plural(unnamed, "more configuration"),
+                        holder=holder.describe(),
                     )
                 )
         return 0
@@ -360,7 +365,7 @@ class ExperimentCLI:
     def report(self, output: str | None, group_by: str | None) -> int:
         """Write the HTML report of what the state records so far."""
         path = self.experiment.report(output, group_by=group_by)
-        print(f"Report written to {path}")
+        print(f"Report written to {shown_path(path, Path.cwd())}")
         return 0
 
 

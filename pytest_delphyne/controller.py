@@ -45,6 +45,7 @@ from pytest_delphyne.report import check_group_by, parse_group_by, require_plott
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.shipping import ShippingError, dump_experiment
 from pytest_delphyne.spend_cap import make_spend_ledger
+from pytest_delphyne.wording import plural, shown_path
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
     from pytest_delphyne.wire import ExperimentPlan
 
 UNFIT_CONFIGS_MESSAGE = (
-    "the stored params of {count} configs no longer fit {class_name}; change the "
+    "the stored params of {count} no longer fit {class_name}; change the "
     "class or the state:{configs}"
 )
 # What the controller writes in the output directory (the lock refuses a link itself).
@@ -133,7 +134,7 @@ def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str
     if len(unfit) <= 1:
         return str(first)
     return UNFIT_CONFIGS_MESSAGE.format(
-        count=len(unfit),
+        count=plural(len(unfit), "config"),
         class_name=first.class_name,
         configs="".join(f"\n  - {error}" for error in unfit),
     )
@@ -374,7 +375,8 @@ class SessionReports:
             except (DelphyneError, OSError) as error:
                 self.lines.append(f"{exp.attr}: no report written: {error}")
             else:
-                self.lines.append(f"{exp.attr}: report written to {written}")
+                shown = shown_path(written, Path.cwd())
+                self.lines.append(f"{exp.attr}: report written to {shown}")
 
     # trylast: below the recorder's section of the terminal summary.
     @pytest.hookimpl(trylast=True)

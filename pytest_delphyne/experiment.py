@@ -244,7 +244,11 @@ class Experiment(Generic[C]):
         params = None
         if self.configs is not None:
             enrolment = add_configs(
-                state, self.configs, self.config_class, self.config_naming
+                state,
+                self.configs,
+                self.config_class,
+                self.config_naming,
+                self.store.state_file,
             )
             names, params = enrolment.names, enrolment.params
             must_write = must_write or bool(enrolment.added)

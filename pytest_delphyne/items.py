@@ -6,27 +6,37 @@ command line: `selection.decide` (SPEC §5's table).
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pluggy
 import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.concurrency import run_config
+from pytest_delphyne.errors import EndpointError
 from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.files import PlantedSymlinkError
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.redaction import redact_exception
+from pytest_delphyne.results import ResultFileError, read_result
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.shipping import ShippingError, load_experiment
 from pytest_delphyne.spend_cap import SpendMeter
+from pytest_delphyne.tracebacks import (
+    PACKAGE_DIR,
+    is_hidden_file,
+    without_plugin_frames,
+)
 from pytest_delphyne.wire import (
+    ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
@@ -66,8 +76,12 @@ REMOTE_REPLAY_MESSAGE = (
     "directory {output_dir}; replay without --tx or with -n 0"
 )
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
-_MODEL_CLIENT_FILE = _PACKAGE_DIR / "models.py"
+_MODEL_CLIENT_FILE = Path(PACKAGE_DIR) / "models.py"
+_RUNNER_DIRS = (
+    PACKAGE_DIR,
+    str(Path(pytest.__file__).resolve().parent.parent / "_pytest") + os.sep,
+    str(Path(pluggy.__file__).resolve().parent) + os.sep,
+)
 
 
 bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
@@ -132,8 +146,8 @@ def sees_output_dir(plan: ExperimentPlan) -> bool:
     return is_same_file(Path(plan["output_dir"]), plan["output_dir_id"])
 
 
-def _is_plugin_frame(entry: TracebackEntry) -> bool:
-    return _PACKAGE_DIR in Path(entry.path).resolve().parents
+def _is_runner_frame(entry: TracebackEntry) -> bool:
+    return is_hidden_file(str(entry.path), _RUNNER_DIRS)
 
 
 def _is_model_client_frame(entry: TracebackEntry) -> bool:
@@ -141,7 +155,8 @@ def _is_model_client_frame(entry: TracebackEntry) -> bool:
 
 
 def program_traceback(traceback: Traceback) -> Traceback:
-    """The frames of the user's program: those after the plugin's last frame, and
+    """The frames of the user's code: without this plugin's, pytest's and pluggy's
+    (those between the program and a function it gave `env.compute` included), and
     none from the model client's call on (the client library's frames hold the
     request's credentials as arguments).
 
@@ -152,10 +167,7 @@ def program_traceback(traceback: Traceback) -> Traceback:
             # The program's frame that asked the model is the last one shown.
             traceback = traceback[:index] or traceback
             break
-    for index in range(len(traceback) - 1, -1, -1):
-        if _is_plugin_frame(traceback[index]):
-            return traceback[index + 1 :] or traceback
-    return traceback
+    return traceback.filter(lambda entry: not _is_runner_frame(entry)) or traceback
 
 
 def describe_params(params: dict[str, Any]) -> str:
@@ -262,9 +274,17 @@ class ConfigItem(pytest.Item):
         return True
 
     def runtest(self) -> None:
+        # What junitxml writes for each config, whatever it does; it reads the
+        # teardown's report, which carries them (see
+        # `DelphyneSession.pytest_runtest_makereport`).
+        self.junit_properties.extend(
+            (f"param.{key}", value)
+            for key, value in flatten_params(self.params).items()
+        )
         if self.action in ("run", "replay"):
             self.config.stash[worker_setup_key](self.binding, self.experiment)
         if self.action == "skip":
+            self._add_recorded_outcome()
             # Located at the config's item, not in this plugin, in the skip summary.
             raise pytest.skip.Exception(DONE_REASON, _use_item_location=True)
         if self.action == "report":
@@ -311,11 +331,17 @@ class ConfigItem(pytest.Item):
         try:
             # Checks the spend cap; may have started this config ahead of its turn.
             record, directory = run_config(self)
-        except KeyboardInterrupt:
-            # The config stays todo: its frames tell the user nothing, and a frame
-            # interrupted mid-instruction can lack the line number pytest's report
-            # of the interruption needs.
-            raise KeyboardInterrupt from None
+        except KeyboardInterrupt as interrupt:
+            # The config stays todo; pytest's report of the interruption shows where
+            # the program was (its last frame), not this plugin.
+            raise interrupt.with_traceback(
+                without_plugin_frames(interrupt.__traceback__)
+            ) from None
+        except EndpointError as error:
+            # Not the config's failure: skipped, it stays todo, and the controller
+            # stops the session with this one line (`Recorder`).
+            self.user_properties.append((ENDPOINT_ERROR_PROPERTY, str(error)))
+            raise pytest.skip.Exception(str(error), _use_item_location=True) from None
         binding.meter.add(record.paid.price or 0.0)
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:
@@ -345,15 +371,29 @@ class ConfigItem(pytest.Item):
             files=files,
         )
         self.user_properties.append((RESULT_PROPERTY, encode_result(payload)))
-        # What junitxml writes for each config: it reads the teardown's report, which
-        # carries them (see `DelphyneSession.pytest_runtest_makereport`).
-        properties = self.junit_properties
-        properties.extend(
-            (f"param.{key}", value)
-            for key, value in flatten_params(self.params).items()
+        self._add_outcome_properties(record.success, spent)
+
+    def _add_outcome_properties(
+        self, success: bool | None, spent: dict[str, float]
+    ) -> None:
+        self.junit_properties.append(("success", success))
+        self.junit_properties.extend(
+            (f"spent.{key}", value) for key, value in spent.items()
         )
-        properties.append(("success", record.success))
-        properties.extend((f"spent.{key}", value) for key, value in spent.items())
+
+    def _add_recorded_outcome(self) -> None:
+        # A done config's outcome is in its result file: read only for junitxml.
+        if not self.config.getoption("xmlpath", None):
+            return
+        if not self.binding.shares_output_dir:
+            return
+        try:
+            recorded = read_result(
+                layout.config_dir(self.binding.output_dir, self.config_name)
+            )
+        except ResultFileError:
+            return
+        self._add_outcome_properties(recorded.success, recorded.spent.as_dict())
 
     def _replay(self) -> None:
         binding = self.binding
@@ -384,10 +424,13 @@ class ConfigItem(pytest.Item):
                 self._run_factory(),
                 self._run_options(directory, cache_mode="off", write_files=False),
             )
+            self._add_outcome_properties(record.success, record.spent.as_dict())
             if record.exception is not None:
                 raise record.exception
             return
         report = replay(self._run_factory(), directory)
+        replayed = report.replayed
+        self._add_outcome_properties(replayed.success, replayed.spent.as_dict())
         if report.replayed.exception is not None:
             raise report.replayed.exception
         if not report.matches:

@@ -30,13 +30,14 @@ from pytest_delphyne.controller import Controller, SessionReports
 from pytest_delphyne.discovery import ExperimentSpec
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.memory import freeze_at_exit, session_long_lived
+from pytest_delphyne.progress import DEFAULT_PROGRESS_INTERVAL
 from pytest_delphyne.recorder import Recorder
 from pytest_delphyne.selection import SelectionOptions
 from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.snapshots import InteractiveSnapshots
 from pytest_delphyne.spend_cap import BadSpendCapError, check_spend_cap
-from pytest_delphyne.wire import worker_input
+from pytest_delphyne.wire import PLANS_KEY, worker_input
 from pytest_delphyne.workers import XdistHooks, start_worker, worker_queue
 
 if TYPE_CHECKING:
@@ -175,6 +176,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Hyperparameters, comma-separated, whose values each get their own "
         "scaling curve in the report",
     )
+    group.addoption(
+        "--delphyne-progress-interval",
+        action="store",
+        type=float,
+        dest="delphyne_progress_interval",
+        default=DEFAULT_PROGRESS_INTERVAL,
+        metavar="SECONDS",
+        help="Seconds between the lines showing what the session paid so far "
+        "(0: after every config; -q shows none)",
+    )
     parser.addini(
         "delphyne_exp",
         type="linelist",
@@ -252,14 +263,27 @@ def apply_ini_settings(config: pytest.Config) -> None:
 
 
 def experiment_specs(config: pytest.Config) -> list[ExperimentSpec]:
-    """The experiments of this session: the command line's, else the ini file's."""
+    """The experiments of this session: the command line's, else the ini file's
+    when the command line names no path (as pytest's `testpaths`)."""
     given: list[str] = config.getoption("delphyne_exp")
     if given:
         base = config.invocation_params.dir
         return [ExperimentSpec.parse(text, base) for text in given]
+    if not ini_experiments_apply(config):
+        return []
     from_ini: list[str] = config.getini("delphyne_exp")
     base = config.inipath.parent if config.inipath else config.rootpath
     return [ExperimentSpec.parse(text, base) for text in from_ini]
+
+
+def ini_experiments_apply(config: pytest.Config) -> bool:
+    """Whether the ini file's `delphyne_exp` is this session's: only when the command
+    line gives no path, as pytest's `testpaths` (`pytest tests/test_unit.py` runs
+    that file only). A worker follows its controller: the plans come with it."""
+    workerinput = worker_input(config)
+    if workerinput is not None:
+        return PLANS_KEY in workerinput
+    return config.args_source != pytest.Config.ArgsSource.ARGS
 
 
 def selection_options(config: pytest.Config) -> SelectionOptions:

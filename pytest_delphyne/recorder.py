@@ -27,16 +27,19 @@ from pytest_delphyne.files import (
     refuse_symlinks,
 )
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
+from pytest_delphyne.progress import CostProgress, progress_line
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.wire import (
+    ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
     decode_result,
 )
+from pytest_delphyne.wording import shown_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -120,6 +123,12 @@ class Recorder:
                 self._by_item_name.setdefault(item_name, []).append(
                     (exp, planned["name"])
                 )
+        self.progress = CostProgress(
+            interval=config.getoption("delphyne_progress_interval", 30.0)
+        )
+        self._to_run = sum(len(found) for found in self._by_item_name.values())
+        self._finished = 0
+        self._shown = 0
         self.interrupted = False
         self.storage_error: str | None = None
         self.sigint = SigintGuard(on_stop_after_saving=self._say_saved)
@@ -149,6 +158,8 @@ class Recorder:
     # as properties.
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self._stop_at_endpoint_error(report)
         payload = self._pop_payload(report)
         if payload is not None:
             # Every report of an item carries its properties; the call's is the one.
@@ -161,6 +172,12 @@ class Recorder:
             found = self._config_of(report.nodeid)
             if found is not None:
                 found[0].running.pop(found[1], None)
+
+    def _stop_at_endpoint_error(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == ENDPOINT_ERROR_PROPERTY:
+                self._stop(f"delphyne: {value}")
+                return
 
     @staticmethod
     def _pop_payload(report: pytest.TestReport) -> ResultPayload | None:
@@ -210,6 +227,26 @@ class Recorder:
         for key, value in payload["paid"].items():
             exp.paid[key] = exp.paid.get(key, 0) + value
         self._check_spend_cap()
+        self._finished += 1
+
+    # After the terminal's own letter for the config: the line does not split it.
+    @pytest.hookimpl
+    def pytest_runtest_logfinish(self) -> None:
+        if self._finished == self._shown:
+            return
+        if self.config.get_verbosity() < 0 or not self.progress.due():
+            return
+        self._shown = self._finished
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            # Under xdist the letters of the configs are written without a file
+            # name, which `write_line` would not end: a line of its own.
+            open_line: int = getattr(terminal, "_width_of_current_line", 0)
+            if open_line and not terminal.currentfspath:
+                terminal.write("\n")
+            terminal.write_line(
+                progress_line(self._finished, self._to_run, self.session_spent())
+            )
 
     def mark_unfinished(self, unfinished: list[UnfinishedConfig]) -> None:
         """Configs whose programs started ahead of their items and were not
@@ -315,8 +352,13 @@ class Recorder:
         if not (self.interrupted and self._by_item_name):
             return None
         return STATE_SAVED_MESSAGE.format(
-            path=layout.state_file_path(exp.experiment.absolute_output_dir)
+            path=self._display(
+                layout.state_file_path(exp.experiment.absolute_output_dir)
+            )
         )
+
+    def _display(self, path: Path) -> str:
+        return shown_path(path, self.config.invocation_params.dir)
 
     @pytest.hookimpl
     def pytest_unconfigure(self) -> None:
@@ -411,14 +453,14 @@ class Recorder:
         for exp in self.experiments.values():
             status = exp.experiment.get_status()
             write(
-                f"{exp.attr} ({exp.experiment.absolute_output_dir}): "
+                f"{exp.attr} ({self._display(exp.experiment.absolute_output_dir)}): "
                 f"{status['done']} done, {status['failed']} failed, "
                 f"{status['todo']} todo"
             )
             write(f"  paid this session: {describe_budget(exp.paid)}")
             write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
             if exp.summary_path is not None:
-                write(f"  summary: {exp.summary_path}")
+                write(f"  summary: {self._display(exp.summary_path)}")
             for problem in exp.problems:
                 write(problem, red=True)
             if self.storage_error is not None and not exp.problems:

@@ -28,8 +28,11 @@ NOT_A_CONFIG_MESSAGE: Final = (
     "experiment must be an instance of its config_class"
 )
 DUPLICATE_NAME_MESSAGE: Final = (
-    "Config name {name!r} is given to two different configs: {first} and {second}"
+    "config_naming gives the name {name!r} to configs[{index}] ({second}), but it "
+    "already names {holder}: each config needs a name of its own"
 )
+NAME_HOLDER_LISTED: Final = "configs[{index}] ({config})"
+NAME_HOLDER_STORED: Final = "{config}, stored in {state_file}"
 CONFIG_NOT_IN_STATE_MESSAGE: Final = "Config {config!r} is not in {state_file}"
 
 
@@ -63,6 +66,7 @@ def add_configs(
     configs: Sequence[C],
     config_class: type[C],
     naming: Callable[[C, uuid.UUID], str] | None,
+    state_file: Path,
 ) -> Enrolment:
     """Find each of `configs` in `state`, adding those it lacks as `todo`, named by
     `naming` (a fresh UUID without it).
@@ -71,6 +75,8 @@ def add_configs(
         InvalidConfigError: a config that is not a `config_class` instance, or a name
             given to two different configs.
         InvalidConfigNameError: a name that cannot be a directory name.
+
+    The state is the one stored in `state_file` (named in errors).
     """
     codec = codec_for(config_class)
     # Params read from the state are canonical already: dumping them is enough.
@@ -110,7 +116,10 @@ def add_configs(
         if name in state.configs:
             raise InvalidConfigError(
                 DUPLICATE_NAME_MESSAGE.format(
-                    name=name, first=state.configs[name].params, second=config
+                    name=name,
+                    index=index,
+                    second=config,
+                    holder=_name_holder(state, names, name, state_file),
                 )
             )
         state.configs[name] = ConfigInfo(canonical)
@@ -121,6 +130,16 @@ def add_configs(
         added.append(name)
     unlisted = [name for name in state.configs if name not in listed]
     return Enrolment(names, added, unlisted, dumps)
+
+
+def _name_holder(
+    state: ExperimentState[C], names: list[str], name: str, state_file: Path
+) -> str:
+    # Which config holds a name: one listed before, or one of the state only.
+    config = state.configs[name].params
+    if name in names:
+        return NAME_HOLDER_LISTED.format(index=names.index(name), config=config)
+    return NAME_HOLDER_STORED.format(config=config, state_file=state_file)
 
 
 def names_in_state(

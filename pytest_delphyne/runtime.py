@@ -19,7 +19,6 @@ recorded one.
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
+from pytest_delphyne.errors import EndpointError
 from pytest_delphyne.files import atomic_write, refuse_symlinks
 from pytest_delphyne.plain_data import plain_copy
 from pytest_delphyne.redaction import redact
@@ -48,6 +48,7 @@ from pytest_delphyne.results import (
     write_result,
 )
 from pytest_delphyne.settings import DEFAULT_SETTINGS, RunSettings
+from pytest_delphyne.tracebacks import format_user_frames
 from pytest_delphyne.traces import write_traces
 
 RETURNED_VALUES: Final = "the value returned by the program"
@@ -204,8 +205,9 @@ def execute(
     """Run one config, write its files, and say what happened.
 
     Everything the factory and the program raise (an `Exception`) is the config's
-    failure: it is recorded, not raised. `KeyboardInterrupt` and `SystemExit`
-    propagate (the config was interrupted), the files written so far staying put.
+    failure: it is recorded, not raised. An `EndpointError` (the environment's
+    fault), `KeyboardInterrupt` and `SystemExit` propagate (the config did not end),
+    the files written so far staying put.
 
     Arguments:
         run_factory: builds the `Run`, typically `lambda: config.instantiate(ctx)`.
@@ -262,6 +264,10 @@ def execute(
         outcome = _outcome(run.program(env, **run.args))
     except BudgetExhausted as stop:
         exhausted = str(stop)
+    except EndpointError:
+        # The environment's fault, not the config's: nothing of it is recorded
+        # as the config's outcome (the session stops; the config stays todo).
+        raise
     except Exception as exception:
         error = exception
     finally:
@@ -307,11 +313,9 @@ _WRITTEN_FILES: Final = (*_RUN_FILES, layout.CACHE_FILE)
 
 
 def _format_traceback(error: BaseException) -> str:
-    tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next  # the frames of `execute` say nothing about the program
-    # A message may quote a credential the program read or a server echoed.
-    return redact("".join(traceback.format_exception(type(error), error, tb)))
+    # The frames of `execute`, `env.compute` or the model say nothing about the
+    # program; a message may quote a credential the program read or a server echoed.
+    return redact(format_user_frames(error))
 
 
 def _recorded(record: RunRecord, params: Mapping[str, Any]) -> RecordedResult:

@@ -28,6 +28,8 @@ from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.roster import (
     CONFIG_NOT_IN_STATE_MESSAGE,
     DUPLICATE_NAME_MESSAGE,
+    NAME_HOLDER_LISTED,
+    NAME_HOLDER_STORED,
     NOT_A_CONFIG_MESSAGE,
     InvalidConfigError,
     UnknownConfigError,
@@ -291,10 +293,34 @@ def test_a_name_given_to_two_configs_is_refused_before_writing(tmp_path: Path) -
     )
     with pytest.raises(InvalidConfigError) as info:
         experiment.load()
+    holder = NAME_HOLDER_LISTED.format(index=0, config=Config("a"))
     assert str(info.value) == DUPLICATE_NAME_MESSAGE.format(
-        name="same", first=Config("a"), second=Config("b")
+        name="same", index=1, second=Config("b"), holder=holder
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_name_held_by_a_stored_config_names_the_state_file(tmp_path: Path) -> None:
+    Experiment(
+        config_class=Config,
+        output_dir=tmp_path / "out",
+        configs=[Config("a")],
+        config_naming=lambda config, _: "same",
+    ).load()
+    experiment = Experiment(
+        config_class=Config,
+        output_dir=tmp_path / "out",
+        configs=[Config("b")],
+        config_naming=lambda config, _: "same",
+    )
+    with pytest.raises(InvalidConfigError) as info:
+        experiment.load()
+    holder = NAME_HOLDER_STORED.format(
+        config=Config("a"), state_file=tmp_path / "out" / layout.STATE_FILE
+    )
+    assert str(info.value) == DUPLICATE_NAME_MESSAGE.format(
+        name="same", index=0, second=Config("b"), holder=holder
+    )
 
 
 def test_an_unsafe_name_is_refused_before_writing(tmp_path: Path) -> None:
