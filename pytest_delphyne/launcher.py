@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne.discovery import ProvidedExperiment, locate_experiment
-from pytest_delphyne.plugin import settings_arguments
+from pytest_delphyne.options import settings_arguments
 from pytest_delphyne.settings import RunSettings
 
 if TYPE_CHECKING:
