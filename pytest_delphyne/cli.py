@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.launcher import RunRequest, run_experiment
+from pytest_delphyne.ledger import read_payments, total_paid
 from pytest_delphyne.lock import ExperimentLockedError
 from pytest_delphyne.recorder import describe_budget, total_spent
 from pytest_delphyne.settings import RunSettings
@@ -40,7 +41,8 @@ STATUS_MESSAGE = (
     "  - {todo} configurations to do\n"
     "  - {done} configurations done\n"
     "  - {failed} configurations failed\n"
-    "  - spent: {spent}"
+    "  - spent: {spent}\n"
+    "  - paid in total: {paid}"
 )
 UNNAMED_CONFIGS_MESSAGE = (
     "  - {count} more configurations listed by the code, not in the state yet: "
@@ -232,7 +234,8 @@ class ExperimentCLI:
         return run_experiment(self.experiment, request)
 
     def status(self) -> int:
-        """Print the status counts and what the done configurations spent."""
+        """Print the status counts, what the done configurations spent and what
+        every attempt paid."""
         experiment = self.experiment
         try:
             experiment.load()
@@ -251,6 +254,9 @@ class ExperimentCLI:
                 name=f"{experiment.name!r} " if experiment.name else "",
                 output_dir=experiment.absolute_output_dir,
                 spent=describe_budget(total_spent(experiment)),
+                paid=describe_budget(
+                    total_paid(read_payments(experiment.absolute_output_dir))
+                ),
                 **counts,
             )
         )

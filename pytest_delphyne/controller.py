@@ -196,7 +196,12 @@ class Controller:
                 check_room(output_dir)
             names, unnamed = self._load(experiment)
             plan, by_name = build_plan(
-                experiment, spec, attr, self.config.rootpath, names
+                experiment,
+                spec,
+                attr,
+                self.config.rootpath,
+                names,
+                session=self.session.session_id,
             )
         except (DelphyneError, OSError) as error:
             # A corrupt state, a config that no longer fits, a run in progress, a

@@ -171,7 +171,10 @@ class ExperimentModule(pytest.Module):
             for planned in binding.plan["configs"]:
                 name = planned["name"]
                 decision = decide(
-                    planned["status"], binding.options, caches_requests=caches_requests
+                    planned["status"],
+                    binding.options,
+                    caches_requests=caches_requests,
+                    interrupted=planned["interrupted"],
                 )
                 item_name = f"{binding.attr}[{name}]"
                 # An explicit nodeid keeps `[name]` a parameter suffix, as pytest parses

@@ -19,6 +19,8 @@ from pathlib import Path
 
 STATE_FILE = "experiment.yaml"
 JOURNAL_FILE = "experiment.journal"
+# Every amount paid, by config and attempt (`ledger.py`).
+LEDGER_FILE = "experiment.ledger"
 # A JSON copy of experiment.yaml's data, read instead of it while it is unchanged.
 STATE_INDEX_FILE = ".experiment.index.json"
 LOCK_FILE = ".run.lock"

@@ -24,6 +24,13 @@ from pytest_delphyne import layout
 from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
+from pytest_delphyne.ledger import (
+    LedgerReader,
+    append_shipped_ledger,
+    ledger_file_path,
+    read_payments,
+    total_paid,
+)
 from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.state import ConfigUpdate, Status
@@ -72,7 +79,6 @@ class RecordedExperiment:
     experiment: Experiment[Any]
     plan: ExperimentPlan
     running: dict[str, datetime] = field(default_factory=dict)
-    paid: dict[str, float] = field(default_factory=dict)
     summary_path: Path | None = None
     # The results reported this session, so the summary need not read their files.
     results: dict[str, KnownResult] = field(default_factory=dict)
@@ -102,8 +108,12 @@ class Recorder:
         experiments: list[RecordedExperiment],
         options: SelectionOptions,
         xdist: XdistHooks | None = None,
+        *,
+        session_id: str = "",
     ):
         self.config = config
+        self.session_id = session_id
+        self._ledger_readers: list[LedgerReader] | None = None
         self.xdist = xdist
         self.experiments = {exp.key: exp for exp in experiments}
         # "attr[name]" -> candidates, to map node ids of reports without a payload
@@ -179,8 +189,12 @@ class Recorder:
             return
         name = payload["config"]
         shipped = payload["files"]
+        output_dir = exp.experiment.absolute_output_dir
+        shipped_ledger = shipped.pop(layout.LEDGER_FILE, None)
+        if shipped_ledger is not None:
+            append_shipped_ledger(output_dir, shipped_ledger)
+        config_dir = exp.experiment.config_dir(name)
         if shipped:
-            config_dir = exp.experiment.config_dir(name)
             for file_name, data in shipped.items():
                 _write_shipped_file(config_dir / file_name, data)
         status: Status = "failed" if payload["status"] == "failed" else "done"
@@ -205,8 +219,6 @@ class Recorder:
         if status == "done" and payload["success"] is not None:
             exp.results[name] = KnownResult(payload["success"], payload["spent"])
         exp.running.pop(name, None)
-        for key, value in payload["paid"].items():
-            exp.paid[key] = exp.paid.get(key, 0) + value
         self._check_spend_cap()
 
     def _record_failure_without_payload(self, report: pytest.TestReport) -> None:
@@ -260,7 +272,7 @@ class Recorder:
         cap: float | None = self.config.getoption("delphyne_max_price")
         if cap is None:
             return
-        if self.session_spent().get("price", 0.0) < cap:
+        if self.session_price_paid() < cap:
             return
         self._stop(f"delphyne: session spend cap of {cap} reached")
 
@@ -271,12 +283,17 @@ class Recorder:
         if session is not None:
             session.shouldstop = reason
 
-    def session_spent(self) -> dict[str, float]:
-        total: dict[str, float] = {}
-        for exp in self.experiments.values():
-            for key, value in exp.paid.items():
-                total[key] = total.get(key, 0) + value
-        return total
+    def session_price_paid(self) -> float:
+        """What this session paid, in price, as the experiments' ledgers say."""
+        if self._ledger_readers is None:
+            self._ledger_readers = [
+                LedgerReader(
+                    ledger_file_path(exp.experiment.absolute_output_dir),
+                    self.session_id,
+                )
+                for exp in self.experiments.values()
+            ]
+        return sum(reader.price_paid() for reader in self._ledger_readers)
 
     @pytest.hookimpl
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -398,7 +415,10 @@ class Recorder:
                 f"{status['done']} done, {status['failed']} failed, "
                 f"{status['todo']} todo"
             )
-            write(f"  paid this session: {describe_budget(exp.paid)}")
+            payments = read_payments(exp.experiment.absolute_output_dir)
+            paid_now = total_paid(payments, session=self.session_id)
+            write(f"  paid this session: {describe_budget(paid_now)}")
+            write(f"  paid in total: {describe_budget(total_paid(payments))}")
             write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
             if exp.summary_path is not None:
                 write(f"  summary: {exp.summary_path}")

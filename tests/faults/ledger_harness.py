@@ -3,7 +3,8 @@ count money and try a person's mistakes from outside the fault suite.
 
 Each config asks one paid question through the cache (`env.cached_call`) and spends one
 request and a price of 0.001 when the answer was not replayed; every real execution
-appends a line to `paid.txt` (the side file that counts every real paid call).
+appends a line to `paid.txt` (the side file that counts every real paid call), and
+every program its pid to `pids.txt`.
 `FAULTS=3=block,5=raise,7=wait` makes config x3 block after paying (until killed or
 interrupted), x5 raise after paying, and x7 wait after paying until `go.txt` exists.
 """
@@ -43,6 +44,7 @@ def note(file, line):
 
 
 def program(env, x, delay):
+    note("pids.txt", str(os.getpid()))
     def paid_call():
         note("paid.txt", f"x{x}")
         return x * x
@@ -104,6 +106,6 @@ def yaml_configs(out: Path) -> dict[str, dict[str, object]]:
 
 def requests_in(output: str, label: str) -> int:
     """The number of requests a terminal line `  <label>: N requests, ...` shows."""
-    found = re.search(rf"^  {re.escape(label)}: (\d+) requests", output, re.M)
+    found = re.search(rf"^  (?:- )?{re.escape(label)}: (\d+) requests", output, re.M)
     assert found is not None, f"no {label!r} line in:\n{output}"
     return int(found.group(1))
