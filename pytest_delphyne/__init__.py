@@ -25,15 +25,14 @@ from pytest_delphyne.experiment import (
 )
 from pytest_delphyne.layout import path_stem, result_file_path, summary_file_path
 from pytest_delphyne.models import ChatAnswer, ModelPrice, OpenAIChatModel
+from pytest_delphyne.results import RecordedResult, read_result
 from pytest_delphyne.runtime import (
     Outcome,
-    RecordedResult,
     ReplayReport,
     Run,
     RunOptions,
     RunRecord,
     execute,
-    read_result,
     replay,
 )
 from pytest_delphyne.state import ConfigInfo, ExperimentState

@@ -43,6 +43,13 @@ from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar, get_args
 import yaml
 
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import open_append, truncate
+from pytest_delphyne.plain_data import (
+    canonical_json,
+    load_yaml,
+    plain_copy,
+    yaml_error_line,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,39 +85,7 @@ CACHE_MISS_MESSAGE: Final = (
 )
 CACHE_FILE_MESSAGE: Final = "{path}, line {line}: {problem}"
 CACHE_MODE_MESSAGE: Final = "unknown cache mode {mode!r}; expected one of {modes}"
-NOT_PLAIN_DATA_MESSAGE: Final = (
-    "{what} is not plain data: {path} is {type_name} (expected None, bool, int, "
-    "float, str, or a list, tuple or dict with str keys of those)"
-)
-
 _ENTRY_KEYS: Final = ("key", "occurrence", "args", "answer", "seconds")
-
-# The C loader and dumper are 5-10x faster than the pure-Python ones; both are safe.
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_BaseDumper: type[Any] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-_Dumper: type[Any] = type("_CacheDumper", (_BaseDumper,), {})
-
-
-def _represent_str(dumper: yaml.SafeDumper, data: str) -> yaml.ScalarNode:
-    # LLM answers are multi-line text: a literal block keeps them readable. The
-    # emitter falls back to a quoted style when a block cannot represent the string.
-    style = "|" if "\n" in data else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-
-_Dumper.add_representer(str, _represent_str)
-
-
-def dump_yaml(data: Any) -> str:
-    """YAML text of plain data, keys in insertion order, with the cache's dumper."""
-    return yaml.dump(
-        data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100
-    )
-
-
-def load_yaml(text: str) -> Any:
-    """Safe-load YAML text (C loader when available)."""
-    return yaml.load(text, Loader=_Loader)
 
 
 class CacheMissError(DelphyneError):
@@ -142,53 +117,9 @@ class CacheModeError(DelphyneError):
     """A cache mode that is not one of `CACHE_MODES`."""
 
 
-class NotPlainDataError(DelphyneError):
-    """A value that must be plain data (to be stored as YAML) is not."""
-
-
-def plain_copy(value: Any, what: str, path: str = "") -> Any:
-    """A copy of `value` with tuples turned into lists, as it reads back from YAML.
-
-    Arguments:
-        value: the data to check.
-        what: what the value is, for the error message ("the answer of call f").
-        path: the location of `value` inside the whole, for the error message.
-
-    Raises:
-        NotPlainDataError: naming the first non-plain part and its type.
-    """
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [plain_copy(item, what, f"{path}[{i}]") for i, item in enumerate(value)]
-    if isinstance(value, dict):
-        copy: dict[str, Any] = {}
-        for k, item in value.items():
-            if not isinstance(k, str):
-                raise NotPlainDataError(
-                    NOT_PLAIN_DATA_MESSAGE.format(
-                        what=what,
-                        path=f"the key {k!r} of {path or 'it'}",
-                        type_name=f"a {type(k).__name__}",
-                    )
-                )
-            copy[k] = plain_copy(item, what, f"{path}[{k!r}]")
-        return copy
-    raise NotPlainDataError(
-        NOT_PLAIN_DATA_MESSAGE.format(
-            what=what, path=path or "it", type_name=f"a {type(value).__name__}"
-        )
-    )
-
-
 def canonical_args_json(data: Any, what: str) -> str:
     """Sorted-key compact JSON of plain data: the cache's key for a call's arguments."""
-    return json.dumps(
-        plain_copy(data, what),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    return canonical_json(plain_copy(data, what))
 
 
 @dataclass(frozen=True)
@@ -249,14 +180,12 @@ class RequestCache:
             elif mode in READ_ONLY_CACHE_MODES:
                 raise CacheFileError(path, 0, "no such cache file to replay")
         if mode not in READ_ONLY_CACHE_MODES:
-            flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
-            if mode == "create":
-                flags |= os.O_TRUNC
+            fresh = mode == "create"
             try:
-                self._fd = os.open(path, flags, 0o644)
+                self._fd = open_append(path, truncate=fresh)
             except FileNotFoundError:  # the directory is usually there already
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd = os.open(path, flags, 0o644)
+                self._fd = open_append(path, truncate=fresh)
 
     def __len__(self) -> int:
         """The number of recorded entries (read from the file or recorded since)."""
@@ -345,12 +274,9 @@ class RequestCache:
                 raise CacheFileError(path, torn_line, "the last entry is cut short")
             # A run killed mid-write: drop its torn entry, and cut it from the file
             # so that new entries follow whole ones.
-            with open(path, "r+b") as file:
-                file.truncate(len(text[: text.rindex("\n") + 1].encode()))
+            truncate(path, len(text[: text.rindex("\n") + 1].encode()))
         for entry in entries:
-            args_json = json.dumps(
-                entry["args"], sort_keys=True, separators=(",", ":"), ensure_ascii=False
-            )
+            args_json = canonical_json(entry["args"])
             self._recorded[(entry["key"], args_json, entry["occurrence"])] = (
                 entry["answer"],
                 entry["seconds"],
@@ -385,8 +311,7 @@ def _parse_yaml_entries(path: Path, text: str) -> list[dict[str, Any]]:
     try:
         entries = load_yaml(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
+        line = yaml_error_line(error) or 1
         raise CacheFileError(path, line, f"corrupt YAML: {error}") from None
     if entries is None:
         return []

@@ -28,8 +28,8 @@ from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.launcher import RunRequest, run_experiment
 from pytest_delphyne.ledger import read_payments, total_paid
 from pytest_delphyne.lock import ExperimentLockedError
-from pytest_delphyne.recorder import describe_budget, total_spent
 from pytest_delphyne.settings import RunSettings
+from pytest_delphyne.spending import describe_budget, total_spent
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -35,12 +35,12 @@ from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
 from pytest_delphyne.identity import ConfigParamsError
 from pytest_delphyne.items import ExperimentBinding
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
+from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.plan import build_plan
 from pytest_delphyne.recorder import RecordedExperiment
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.spend_cap import make_spend_ledger
-from pytest_delphyne.summary import flatten_params
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
 if TYPE_CHECKING:

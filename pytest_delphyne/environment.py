@@ -15,13 +15,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar, get_args
 
-from pytest_delphyne.cache import (
-    CacheAnswer,
-    RequestCache,
-    canonical_args_json,
-    plain_copy,
-)
+from pytest_delphyne.cache import CacheAnswer, RequestCache, canonical_args_json
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import open_log
+from pytest_delphyne.plain_data import plain_copy
 
 T = TypeVar("T")
 
@@ -150,7 +147,7 @@ class Environment:
         self.limit = limit
         self.cache = cache
         self._threshold = _level_index(log_level)
-        self._log_file = open(log_path, "w", encoding="utf-8") if log_path else None  # noqa: SIM115
+        self._log_file = open_log(log_path) if log_path else None
         self._spent = ZERO
         self._paid = ZERO
         self.calls: list[dict[str, Any]] | None = [] if trace else None

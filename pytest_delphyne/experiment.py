@@ -22,12 +22,13 @@ from pytest_delphyne import layout, summary
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.identity import (
     ConfigCodec,
-    canonical_json,
     codec_for,
     make_converter,
     validate_config_name,
 )
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
+from pytest_delphyne.plain_data import canonical_json
+from pytest_delphyne.results import ResultFileError, read_result
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.state import (
     STATUSES,
@@ -654,15 +655,15 @@ class Experiment(Generic[C]):
                     name=config_name, state_file=self.store.state_file
                 )
             )
-        path = self.result_file_path(config_name)
         try:
-            data = summary.read_result_file(path)
-        except FileNotFoundError:
+            recorded = read_result(self.config_dir(config_name))
+        except ResultFileError as error:
+            if not error.missing:
+                raise
             raise UnknownConfigError(
-                NO_RESULT_MESSAGE.format(name=config_name, path=path)
+                NO_RESULT_MESSAGE.format(name=config_name, path=error.path)
             ) from None
-        values = data["outcome"]["result"].get("values") or []
-        loaded: list[Any] = make_converter().structure(values, list[type])
+        loaded: list[Any] = make_converter().structure(recorded.values, list[type])
         return loaded
 
     def config_success_values(self, config: C, *, type: Any) -> Sequence[Any]:

@@ -9,7 +9,6 @@ dataclasses, tuples, lists, dicts, enums, `Literal`s, optionals) is done by `cat
 
 from __future__ import annotations
 
-import json
 import os
 import unicodedata
 import uuid
@@ -20,15 +19,12 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.plain_data import canonical_json, check_plain_data
 
 C = TypeVar("C")
 
 CONFIG_PARAMS_MESSAGE = (
     "The stored params of config {config_name!r} do not fit {class_name}: {problems}"
-)
-NOT_PLAIN_DATA_MESSAGE = (
-    "{path} is not plain data: it is a {type_name} "
-    "(only None, bool, int, float, str, lists, tuples and dicts with str keys are)"
 )
 INVALID_CONFIG_NAME_MESSAGE = "Invalid config name {name!r}: {reason}"
 NOT_A_DATACLASS_MESSAGE = "{class_name} is not a dataclass, so it cannot be a config"
@@ -53,18 +49,6 @@ class ConfigParamsError(DelphyneError):
                 class_name=class_name,
                 problems="; ".join(problems),
             )
-        )
-
-
-class NotPlainDataError(DelphyneError):
-    """A value that must be plain data (to be written to YAML or JSON) is not."""
-
-    def __init__(self, what: str, path: str, value: object):
-        self.what = what
-        self.path = path
-        self.type_name = type(value).__qualname__
-        super().__init__(
-            NOT_PLAIN_DATA_MESSAGE.format(path=path, type_name=self.type_name)
         )
 
 
@@ -181,68 +165,6 @@ def codec_for(config_class: type[C]) -> ConfigCodec[C]:
     if codec is None:
         codec = _codecs[config_class] = ConfigCodec(config_class)
     return codec
-
-
-# One encoder for every call: `json.dumps` with options builds a new one each time,
-# which costs as much as the encoding of a config.
-_CANONICAL_ENCODER = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False
-)
-
-
-def canonical_json(data: object) -> str:
-    """Sorted-key, compact JSON of plain data."""
-    return _CANONICAL_ENCODER.encode(data)
-
-
-def _is_plain(value: object) -> bool:
-    if value is None or isinstance(value, bool | int | str):
-        return True
-    return isinstance(value, float)
-
-
-_SCALAR_TYPES = frozenset({type(None), bool, int, float, str})
-
-
-def _is_flat_plain(value: object) -> bool:
-    # The common case, checked 10x faster: a dict of str keys and exact scalars (a
-    # config's params). Anything else takes the walk that names the culprit.
-    return (
-        type(value) is dict
-        and all(type(key) is str for key in value)
-        and all(type(item) in _SCALAR_TYPES for item in value.values())
-    )
-
-
-def check_plain_data(value: object, what: str) -> None:
-    """Check that `value` is plain data, recursively.
-
-    Arguments:
-        value: the value to check.
-        what: the name of the value, the root of the path in the error (`"values"`).
-
-    Raises:
-        NotPlainDataError: naming the path of the first offending part (for example
-            `values[2]['x']`) and its type.
-    """
-    if _is_flat_plain(value):
-        return
-    stack: list[tuple[object, str]] = [(value, what)]
-    while stack:
-        item, path = stack.pop()
-        if _is_plain(item):
-            continue
-        if isinstance(item, list | tuple):
-            stack.extend(
-                (v, f"{path}[{i}]") for i, v in reversed(list(enumerate(item)))
-            )
-        elif isinstance(item, dict):
-            for key in reversed(list(item)):
-                if not isinstance(key, str):
-                    raise NotPlainDataError(what, f"{path} (its key {key!r})", key)
-                stack.append((item[key], f"{path}[{key!r}]"))
-        else:
-            raise NotPlainDataError(what, path, item)
 
 
 def validate_config_name(name: str) -> None:

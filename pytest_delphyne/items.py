@@ -18,6 +18,7 @@ import pytest
 from pytest_delphyne import layout
 from pytest_delphyne.experiment import experiment_of_script
 from pytest_delphyne.memory import session_long_lived
+from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
@@ -131,20 +132,11 @@ def program_traceback(traceback: Traceback) -> Traceback:
     return traceback
 
 
-def flatten_params(
-    params: dict[str, Any], prefix: str = ""
-) -> Iterator[tuple[str, Any]]:
-    """Nested params as dotted keys: `{"a": {"b": 1}}` gives `("a.b", 1)`."""
-    for key, value in params.items():
-        if isinstance(value, dict) and value:
-            yield from flatten_params(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
-
-
 def describe_params(params: dict[str, Any]) -> str:
     if any(type(value) is dict for value in params.values()):
-        return " ".join(f"{key}={value}" for key, value in flatten_params(params))
+        return " ".join(
+            f"{key}={value}" for key, value in flatten_params(params).items()
+        )
     # Flat params (the common case) need no generator per config: 100,000 of these
     # make the plan that `--co` prints.
     return " ".join(f"{key}={value}" for key, value in params.items())
@@ -226,7 +218,7 @@ class ConfigItem(pytest.Item):
         if self.config.option.keyword:
             # Only `-k` reads them: 100,000 configs need not pay for them otherwise.
             self.extra_keyword_matches.update(
-                f"{key}:{value}" for key, value in flatten_params(params)
+                f"{key}:{value}" for key, value in flatten_params(params).items()
             )
 
     def runtest(self) -> None:
@@ -335,7 +327,8 @@ class ConfigItem(pytest.Item):
         # carries them (see `DelphyneSession.pytest_runtest_makereport`).
         properties = self.junit_properties
         properties.extend(
-            (f"param.{key}", value) for key, value in flatten_params(self.params)
+            (f"param.{key}", value)
+            for key, value in flatten_params(self.params).items()
         )
         properties.append(("success", record.success))
         properties.extend((f"spent.{key}", value) for key, value in spent.items())

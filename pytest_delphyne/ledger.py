@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_delphyne import layout
+from pytest_delphyne.files import open_append
 
 if TYPE_CHECKING:
     from pytest_delphyne.environment import Budget
@@ -88,7 +89,7 @@ class LedgerWriter:
         if not spent:
             return
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = open_append(self.path)
         line = Payment(self.config, self.attempt, self.session, spent).to_line()
         # A small O_APPEND write is not torn by another process's: workers share it.
         os.write(self._fd, line)
@@ -135,9 +136,7 @@ def append_shipped_ledger(output_dir: Path, data: bytes) -> None:
     complete = data[: data.rfind(b"\n") + 1]
     if not complete:
         return
-    fd = os.open(
-        ledger_file_path(output_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644
-    )
+    fd = open_append(ledger_file_path(output_dir))
     try:
         remaining = complete
         while remaining:

@@ -20,7 +20,8 @@ import filelock
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.state import atomic_write, format_time, utc_now
+from pytest_delphyne.files import atomic_write
+from pytest_delphyne.state import format_time, utc_now
 
 if TYPE_CHECKING:
     from types import TracebackType

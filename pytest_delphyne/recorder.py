@@ -11,8 +11,6 @@ summary when every config is done, and reports what was spent.
 
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,8 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 
 from pytest_delphyne import layout
-from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
 from pytest_delphyne.ledger import (
     LedgerReader,
@@ -31,8 +29,8 @@ from pytest_delphyne.ledger import (
     read_payments,
     total_paid,
 )
-from pytest_delphyne.runtime import Budget, ResultFileError, read_result
 from pytest_delphyne.selection import SelectionOptions, decide_action
+from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
 from pytest_delphyne.state import ConfigUpdate, Status
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.wire import (
@@ -92,10 +90,7 @@ class RecordedExperiment:
 
 def _write_shipped_file(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as file:
-        file.write(data)
-    os.replace(temporary, path)
+    atomic_write(path, data, durable=False)
 
 
 class Recorder:
@@ -430,37 +425,3 @@ class Recorder:
             if message is not None and not self._said_saved:
                 write(message)
         self.sigint.restore()
-
-
-def summary_totals(path: Path) -> dict[str, float]:
-    """The budget columns of `results_summary.csv`, summed."""
-    with path.open(newline="") as file:
-        rows = list(csv.DictReader(file))
-    return {
-        field: sum(float(row[field] or 0) for row in rows) for field in BUDGET_FIELDS
-    }
-
-
-def total_spent(experiment: Experiment[Any]) -> dict[str, float]:
-    """What the done configs' result files record as spent."""
-    total = Budget()
-    state = experiment.load_state()
-    for name, info in state.configs.items():
-        if info.status != "done":
-            continue
-        try:
-            recorded = read_result(experiment.config_dir(name))
-        except ResultFileError:
-            continue  # gone or corrupt: the summary's error says which
-        total = total + recorded.spent
-    return total.as_dict()
-
-
-def describe_budget(spent: dict[str, float]) -> str:
-    price = spent.get("price", 0.0)
-    return (
-        f"{int(spent.get('num_requests', 0))} requests, "
-        f"{int(spent.get('input_tokens', 0))} input tokens "
-        f"({int(spent.get('cached_input_tokens', 0))} cached), "
-        f"{int(spent.get('output_tokens', 0))} output tokens, price {price:.4f}"
-    )

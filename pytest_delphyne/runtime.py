@@ -18,7 +18,6 @@ recorded one.
 
 from __future__ import annotations
 
-import os
 import time
 import traceback
 from collections.abc import Callable, Mapping
@@ -27,17 +26,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-import yaml
-
 from pytest_delphyne import layout
-from pytest_delphyne.cache import (
-    READ_ONLY_CACHE_MODES,
-    CacheMode,
-    RequestCache,
-    dump_yaml,
-    load_yaml,
-    plain_copy,
-)
+from pytest_delphyne.cache import READ_ONLY_CACHE_MODES, CacheMode, RequestCache
 from pytest_delphyne.environment import (
     BUDGET_FIELDS,
     DEFAULT_LOG_LEVEL,
@@ -48,16 +38,21 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
-from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
+from pytest_delphyne.plain_data import plain_copy
+from pytest_delphyne.results import (
+    RecordedResult,
+    ResultFileError,
+    read_result,
+    write_result,
+)
 from pytest_delphyne.traces import write_traces
-from pytest_delphyne.yaml_writer import block_yaml
 
 T = TypeVar("T")
 
-RESULT_FILE_MESSAGE: Final = "{path}: {problem}"
 RETURNED_VALUES: Final = "the value returned by the program"
 
-__all__ = [  # what this module offers, its own names and the `env`'s
+__all__ = [  # what this module offers, its own names, the `env`'s and the result's
     "BUDGET_FIELDS",
     "LOG_LEVELS",
     "Budget",
@@ -75,10 +70,6 @@ __all__ = [  # what this module offers, its own names and the `env`'s
     "read_result",
     "replay",
 ]
-
-
-class ResultFileError(DelphyneError):
-    """A config's `result.yaml` is missing, corrupt, or not a result."""
 
 
 @dataclass(frozen=True)
@@ -279,9 +270,11 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
         if env is not None and env.calls is not None:
             write_traces(directory, options.config_name, env.calls, *traces)
         if record.traceback is not None:
-            (directory / layout.EXCEPTION_FILE).write_text(record.traceback, "utf-8")
+            atomic_write(
+                directory / layout.EXCEPTION_FILE, record.traceback, durable=False
+            )
         else:
-            _write_result(directory, record, options.params)
+            write_result(directory, _recorded(record, options.params))
     return record
 
 
@@ -301,81 +294,17 @@ def _format_traceback(error: BaseException) -> str:
     return "".join(traceback.format_exception(type(error), error, tb))
 
 
-def _write_result(
-    directory: Path, record: RunRecord, params: Mapping[str, Any]
-) -> None:
-    data = {
-        "config_name": record.config_name,
-        "params": plain_copy(
-            dict(params), f"the params of config {record.config_name}"
-        ),
-        "start_time": record.start_time,
-        "end_time": record.end_time,
-        "duration": record.duration,
-        "outcome": {
-            "result": {
-                "success": record.success,
-                "values": record.values,
-                "spent_budget": record.spent.as_dict(),
-            }
-        },
-    }
-    # Written directly in the dumper's layout (10x cheaper per config), unless the
-    # dumper would fold a long line or write a literal block.
-    text = block_yaml(data, max_line=_RESULT_LINE_LIMIT, multiline=False)
-    if text is None:
-        text = dump_yaml(data)
-    path = directory / layout.RESULT_FILE
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(text, "utf-8")
-    os.replace(temporary, path)  # a reader never sees half a result
-
-
-# `dump_yaml` folds lines longer than 100 characters; shorter ones come out the same.
-_RESULT_LINE_LIMIT: Final = 90
-
-
-@dataclass(frozen=True)
-class RecordedResult:
-    """A config's `result.yaml`, read back (see `read_result`)."""
-
-    config_name: str
-    params: dict[str, Any]
-    success: bool
-    values: list[Any]
-    spent: Budget
-    start_time: datetime
-    end_time: datetime
-    duration: float
-
-
-def read_result(directory: Path) -> RecordedResult:
-    """Read the `result.yaml` of a config's directory.
-
-    Raises:
-        ResultFileError: missing, corrupt, or without the expected keys (naming it).
-    """
-    path = Path(directory) / layout.RESULT_FILE
-    try:
-        data = load_yaml(path.read_text("utf-8"))
-        result = data["outcome"]["result"]
-        return RecordedResult(
-            config_name=data["config_name"],
-            params=data["params"],
-            success=result["success"],
-            values=result["values"],
-            spent=Budget.from_dict(result["spent_budget"]),
-            start_time=data["start_time"],
-            end_time=data["end_time"],
-            duration=data["duration"],
-        )
-    except FileNotFoundError:
-        problem = "no such result file"
-    except yaml.YAMLError as error:
-        problem = f"corrupt YAML: {error}"
-    except (KeyError, TypeError) as error:
-        problem = f"not a result file (missing {error})"
-    raise ResultFileError(RESULT_FILE_MESSAGE.format(path=path, problem=problem))
+def _recorded(record: RunRecord, params: Mapping[str, Any]) -> RecordedResult:
+    return RecordedResult(
+        config_name=record.config_name,
+        params=dict(params),
+        success=record.success,
+        values=record.values,
+        spent=record.spent,
+        start_time=record.start_time,
+        end_time=record.end_time,
+        duration=record.duration,
+    )
 
 
 @dataclass(frozen=True)
@@ -425,7 +354,7 @@ def replay(
         recorded = read_result(directory)
     else:
         recorded_traceback = exception_path.read_text("utf-8")
-    name = config_name or (recorded.config_name if recorded else directory.name)
+    name = config_name or (recorded and recorded.config_name) or directory.name
     options = RunOptions(
         config_name=name,
         directory=directory,

@@ -20,6 +20,7 @@ from typing import IO, TYPE_CHECKING
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.settings import DEFAULT_SETTINGS, RunSettings
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ class InteractiveSnapshots:
                 for name, start in running
             ),
         ]
-        (directory / "index.md").write_text("\n".join(index) + "\n")
+        atomic_write(directory / "index.md", "\n".join(index) + "\n", durable=False)
         for name, start in running:
             details = [
                 f"# {name}",
@@ -114,7 +115,8 @@ class InteractiveSnapshots:
             if settings.verbose_snapshots and log.exists():
                 tail = log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
                 details += ["", "## Recent log", "", "```", *tail, "```"]
-            (directory / f"{name}.md").write_text("\n".join(details) + "\n")
+            text = "\n".join(details) + "\n"
+            atomic_write(directory / f"{name}.md", text, durable=False)
         return directory
 
     def _print(self, lines: list[str]) -> None:

@@ -11,6 +11,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_delphyne.files import open_append
+
 SPEND_CAP_REASON = "session spend cap of {cap} reached; the config stays todo"
 
 
@@ -62,7 +64,7 @@ class SpendMeter:
     def _fd(self) -> int:
         if self._ledger_fd is None:
             assert self.ledger is not None
-            self._ledger_fd = os.open(self.ledger, os.O_RDWR | os.O_APPEND)
+            self._ledger_fd = open_append(self.ledger, create=False)
         return self._ledger_fd
 
     def close(self) -> None:

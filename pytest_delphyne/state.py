@@ -37,11 +37,13 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.identity import (
-    ConfigCodec,
-    ConfigParamsError,
+from pytest_delphyne.files import atomic_write, open_append
+from pytest_delphyne.identity import ConfigCodec, ConfigParamsError, codec_for
+from pytest_delphyne.plain_data import (
     canonical_json,
-    codec_for,
+    dump_yaml,
+    load_yaml,
+    yaml_error_line,
 )
 from pytest_delphyne.yaml_writer import block_yaml
 
@@ -49,9 +51,6 @@ C = TypeVar("C")
 
 Status = Literal["todo", "done", "failed"]
 STATUSES: tuple[Status, ...] = get_args(Status)
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 INVALID_YAML_PROBLEM = "not valid YAML ({problem}); the file was left untouched"
 NOT_UTF8_PROBLEM = "not UTF-8 text ({problem}); the file was left untouched"
@@ -222,36 +221,6 @@ def _parse_time(value: object) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def atomic_write(path: Path, text: str, *, durable: bool = True) -> None:
-    """Replace `path` with `text`, never leaving a half-written file.
-
-    The text goes to a temporary file in the same directory, which is fsynced and then
-    renamed over `path` (the directory is fsynced too, so the rename is durable).
-    `durable=False` skips both fsyncs, for files that are only caches: a crash of
-    the machine may then leave an empty or old file, but never a half-written one
-    in place of a good one for a process that dies.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-            file.flush()
-            if durable:
-                os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if not durable:
-        return
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
     """The YAML text of a state.
 
@@ -280,9 +249,7 @@ def state_data(state: ExperimentState[C], codec: ConfigCodec[C]) -> dict[str, An
 def _render_data(data: dict[str, Any]) -> str:
     text = block_yaml(data)
     if text is None:
-        text = yaml.dump(
-            data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000
-        )
+        text = dump_yaml(data, width=1000, literal_blocks=False)
     return text
 
 
@@ -298,10 +265,9 @@ def parse_state(text: str, path: Path, codec: ConfigCodec[C]) -> ExperimentState
 
 def _parse_yaml(text: str, path: Path) -> object:
     try:
-        return yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
+        return load_yaml(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
+        line = yaml_error_line(exc)
         problem = getattr(exc, "problem", None) or str(exc)
         raise StateFileError(
             path, INVALID_YAML_PROBLEM.format(problem=problem), line
@@ -665,7 +631,7 @@ class StateStore(Generic[C]):
 
     def _open_journal(self) -> int:
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.journal_file, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = open_append(self.journal_file)
         # A previous recorder killed mid-write left a torn last line; cut it so that
         # the next entry starts on a line of its own.
         size = os.fstat(fd).st_size

@@ -18,37 +18,33 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
-
-import yaml
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pytest_delphyne import layout
+from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
-from pytest_delphyne.state import ExperimentState, atomic_write
+from pytest_delphyne.plain_data import flatten_params
+from pytest_delphyne.results import ResultFileError, read_result
+from pytest_delphyne.state import ExperimentState
 
 if TYPE_CHECKING:
     import pandas
 
 C = TypeVar("C")
 
-BUDGET_COLUMNS = (
-    "num_completions",
-    "num_requests",
-    "input_tokens",
-    "cached_input_tokens",
-    "output_tokens",
-    "price",
+# Delphyne's summary lists completions before requests, unlike `result.yaml`: the
+# budget's names, in the summary's order.
+SUMMARY_BUDGET_ORDER: Final = tuple(
+    sorted(BUDGET_FIELDS, key=lambda name: name != "num_completions")
 )
 MISSING_RESULTS_MESSAGE = (
     "{count} config(s) of {output_dir} have no result yet: {names}. Run them first, "
     "or ask for a partial summary (ignore_missing=True, or the CLI's force-summary)."
 )
-INVALID_RESULT_MESSAGE = "{path}: not a valid result file ({problem})"
 NO_SUMMARY_MESSAGE = "No summary at {path}: save_summary() writes it"
 _NAMES_SHOWN = 10
-
-_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class MissingResultsError(DelphyneError):
@@ -65,14 +61,6 @@ class MissingResultsError(DelphyneError):
                 count=len(names), output_dir=output_dir, names=shown
             )
         )
-
-
-class ResultFileError(DelphyneError):
-    """A `result.yaml` that cannot be read."""
-
-    def __init__(self, path: Path, problem: str):
-        self.path = path
-        super().__init__(INVALID_RESULT_MESSAGE.format(path=path, problem=problem))
 
 
 class MissingSummaryError(DelphyneError):
@@ -92,38 +80,13 @@ class KnownResult:
     spent_budget: Mapping[str, float]
 
 
-def read_result_file(path: Path) -> dict[str, Any]:
-    """The content of a `result.yaml` (safe YAML).
-
-    Raises:
-        FileNotFoundError: there is none.
-        ResultFileError: it is not YAML, or has no `outcome.result` mapping.
-    """
-    text = path.read_text(encoding="utf-8")
-    try:
-        data = yaml.load(text, Loader=_Loader)  # _Loader is a safe loader
-    except yaml.YAMLError as exc:
-        raise ResultFileError(path, str(exc)) from None
-    if not isinstance(data, dict):
-        raise ResultFileError(path, "not a mapping")
-    outcome = data.get("outcome")
-    if not isinstance(outcome, dict) or not isinstance(outcome.get("result"), dict):
-        raise ResultFileError(path, "no 'outcome.result' mapping")
-    return data
-
-
-def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested mappings become `outer.inner` keys; lists become JSON text."""
-    flat: dict[str, Any] = {}
-    for key, value in params.items():
-        column = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten_params(value, prefix=f"{column}."))
-        elif isinstance(value, list | tuple):
-            flat[column] = json.dumps(value)
-        else:
-            flat[column] = value
-    return flat
+def param_columns(params: dict[str, Any]) -> dict[str, Any]:
+    """A config's params as summary columns: flattened (`flatten_params`), lists and
+    tuples written as JSON text."""
+    return {
+        column: json.dumps(value) if isinstance(value, list | tuple) else value
+        for column, value in flatten_params(params).items()
+    }
 
 
 def summary_rows(
@@ -151,24 +114,26 @@ def summary_rows(
         if info.status != "done":
             missing.append(name)
             continue
+        duration: float | None = None
         recorded = known.get(name)
         if recorded is not None:
             success, spent = recorded.success, recorded.spent_budget
         else:
-            path = layout.result_file_path(output_dir, name)
             try:
-                data = read_result_file(path)
-            except FileNotFoundError:
+                result = read_result(layout.config_dir(output_dir, name))
+            except ResultFileError as error:
+                if not error.missing:
+                    raise
                 missing.append(name)
                 continue
-            result = data["outcome"]["result"]
-            success, spent = result.get("success"), result.get("spent_budget") or {}
-        row = flatten_params(codec.dump(info.params))
+            success, duration = result.success, result.duration
+            spent = {field: getattr(result.spent, field) for field in BUDGET_FIELDS}
+        row = param_columns(codec.dump(info.params))
         row["success"] = bool(success)
-        for column in BUDGET_COLUMNS:
+        for column in SUMMARY_BUDGET_ORDER:
             row[column] = spent.get(column)
         if add_timing:
-            row["duration"] = data.get("duration")
+            row["duration"] = duration
         row["config_name"] = name
         rows.append(row)
     if missing and not ignore_missing:
@@ -178,7 +143,7 @@ def summary_rows(
 
 def summary_columns(rows: list[dict[str, Any]], *, add_timing: bool) -> list[str]:
     """Params columns in order of appearance, then the result columns."""
-    fixed = ["success", *BUDGET_COLUMNS, *(["duration"] if add_timing else [])]
+    fixed = ["success", *SUMMARY_BUDGET_ORDER, *(["duration"] if add_timing else [])]
     fixed.append("config_name")
     params: dict[str, None] = {}
     for row in rows:

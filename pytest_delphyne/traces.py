@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from pytest_delphyne import layout
-from pytest_delphyne.cache import dump_yaml
+from pytest_delphyne.files import atomic_write
+from pytest_delphyne.plain_data import dump_yaml
 
 _PAGE: Final = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -82,7 +83,7 @@ def write_traces(
     """Write `trace.yaml` (when `raw`) and `trace.html` (when `browsable`)."""
     if raw:
         text = dump_yaml(calls) if calls else "[]\n"
-        (directory / layout.RAW_TRACE_FILE).write_text(text, "utf-8")
+        atomic_write(directory / layout.RAW_TRACE_FILE, text, durable=False)
     if browsable:
         page = render_html(config_name, calls)
-        (directory / layout.BROWSABLE_TRACE_FILE).write_text(page, "utf-8")
+        atomic_write(directory / layout.BROWSABLE_TRACE_FILE, page, durable=False)

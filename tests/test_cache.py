@@ -11,13 +11,12 @@ import yaml
 from pytest_delphyne.cache import (
     CACHE_FILE_MESSAGE,
     CACHE_MISS_MESSAGE,
-    NOT_PLAIN_DATA_MESSAGE,
     CacheFileError,
     CacheMissError,
-    NotPlainDataError,
     RequestCache,
     canonical_args_json,
 )
+from pytest_delphyne.plain_data import NOT_PLAIN_DATA_MESSAGE, NotPlainDataError
 
 ARGS = canonical_args_json({"args": [1], "kwargs": {}}, "the arguments")
 

@@ -10,14 +10,16 @@ from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.identity import (
     CONFIG_PARAMS_MESSAGE,
     INVALID_CONFIG_NAME_MESSAGE,
-    NOT_PLAIN_DATA_MESSAGE,
     ConfigParamsError,
     InvalidConfigNameError,
+    codec_for,
+    validate_config_name,
+)
+from pytest_delphyne.plain_data import (
+    NOT_PLAIN_DATA_MESSAGE,
     NotPlainDataError,
     canonical_json,
     check_plain_data,
-    codec_for,
-    validate_config_name,
 )
 
 
@@ -138,10 +140,10 @@ def test_plain_data_is_accepted(value: object) -> None:
 @pytest.mark.parametrize(
     ("value", "path", "type_name"),
     [
-        ([1, 2, {"x": {1, 2}}], "values[2]['x']", "set"),
-        ({"a": [object()]}, "values['a'][0]", "object"),
-        (Color.RED, "values", "Color"),
-        ({"a": {3: "x"}}, "values['a'] (its key 3)", "int"),
+        ([1, 2, {"x": {1, 2}}], "[2]['x']", "a set"),
+        ({"a": [object()]}, "['a'][0]", "a object"),
+        (Color.RED, "it", "a Color"),
+        ({"a": {3: "x"}}, "the key 3 of ['a']", "a int"),
     ],
 )
 def test_not_plain_data_names_the_path_and_type(
@@ -150,7 +152,7 @@ def test_not_plain_data_names_the_path_and_type(
     with pytest.raises(NotPlainDataError) as info:
         check_plain_data(value, "values")
     assert str(info.value) == NOT_PLAIN_DATA_MESSAGE.format(
-        path=path, type_name=type_name
+        what="values", path=path, type_name=type_name
     )
 
 
@@ -159,7 +161,9 @@ def test_dump_refuses_fields_that_are_not_plain_data() -> None:
     class Holder:
         thing: Any
 
-    with pytest.raises(NotPlainDataError, match=r"Holder\.params\['thing'\]"):
+    with pytest.raises(
+        NotPlainDataError, match=r"Holder\.params is not plain data: \['thing'\]"
+    ):
         codec_for(Holder).dump(Holder(object()))
 
 

@@ -22,6 +22,7 @@ from pytest_delphyne.discovery import (
 )
 from pytest_delphyne.items import DONE_REASON
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
+from pytest_delphyne.results import RecordedResult
 
 EXPERIMENT = """
 from __future__ import annotations
@@ -450,16 +451,16 @@ def test_summary_reads_only_the_results_of_earlier_sessions(
 ) -> None:
     """The results reported in this session reach the summary from their reports;
     only x1 and x2, done in the first session, are read from their files."""
-    from pytest_delphyne import summary
+    from pytest_delphyne import results, summary
 
     read: list[str] = []
-    read_result_file = summary.read_result_file
+    read_result = results.read_result
 
-    def counting(path: Path) -> dict[str, Any]:
-        read.append(path.parent.name)
-        return read_result_file(path)
+    def counting(directory: Path) -> RecordedResult:
+        read.append(directory.name)
+        return read_result(directory)
 
-    monkeypatch.setattr(summary, "read_result_file", counting)
+    monkeypatch.setattr(summary, "read_result", counting)
     monkeypatch.setenv("EXPERIMENT_FIXED", "1")
     result = first_run.runpytest("--delphyne-exp=exp.py", "--lf")
     result.assert_outcomes(passed=1)

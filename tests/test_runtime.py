@@ -18,12 +18,9 @@ import yaml
 
 import pytest_delphyne
 from pytest_delphyne import layout
-from pytest_delphyne.cache import (
-    NOT_PLAIN_DATA_MESSAGE,
-    CacheMissError,
-    NotPlainDataError,
-)
+from pytest_delphyne.cache import CacheMissError
 from pytest_delphyne.environment import BUDGET_MESSAGE, LogLevel, call_key
+from pytest_delphyne.plain_data import NOT_PLAIN_DATA_MESSAGE, NotPlainDataError
 from pytest_delphyne.runtime import (
     RETURNED_VALUES,
     Budget,
@@ -272,7 +269,8 @@ def test_non_plain_return_value_fails_naming_it(tmp_path: Path) -> None:
     assert str(record.exception) == message
     text = (tmp_path / layout.EXCEPTION_FILE).read_text()
     assert (
-        text.splitlines()[-1] == f"pytest_delphyne.cache.NotPlainDataError: {message}"
+        text.splitlines()[-1]
+        == f"pytest_delphyne.plain_data.NotPlainDataError: {message}"
     )
     assert not (tmp_path / layout.RESULT_FILE).exists()
 

@@ -16,6 +16,7 @@ import yaml
 
 import pytest_delphyne
 from pytest_delphyne import layout
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigParamsError, codec_for
 from pytest_delphyne.lock import (
     LOCKED_MESSAGE,
@@ -34,7 +35,6 @@ from pytest_delphyne.state import (
     ExperimentState,
     StateFileError,
     StateStore,
-    atomic_write,
     read_journal,
 )
 

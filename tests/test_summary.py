@@ -13,15 +13,15 @@ import yaml
 import pytest_delphyne
 from pytest_delphyne import layout
 from pytest_delphyne.identity import codec_for
+from pytest_delphyne.results import ResultFileError
 from pytest_delphyne.state import ConfigInfo, ExperimentState
 from pytest_delphyne.summary import (
     MISSING_RESULTS_MESSAGE,
     NO_SUMMARY_MESSAGE,
     MissingResultsError,
     MissingSummaryError,
-    ResultFileError,
-    flatten_params,
     load_summary,
+    param_columns,
     save_summary,
 )
 
@@ -197,8 +197,8 @@ def test_load_summary_before_save_summary_says_so(tmp_path: Path) -> None:
         ({"xs": [1, "y"]}, {"xs": '[1, "y"]'}),
     ],
 )
-def test_flatten_params(params: dict[str, Any], flat: dict[str, Any]) -> None:
-    assert flatten_params(params) == flat
+def test_param_columns(params: dict[str, Any], flat: dict[str, Any]) -> None:
+    assert param_columns(params) == flat
 
 
 def test_importing_the_summary_module_does_not_import_pandas() -> None:

@@ -39,9 +39,9 @@ from pytest_delphyne.comparison.table import (
     check_price_cutoff,
     parse_agent_by,
 )
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.report import require_plotting
 from pytest_delphyne.report.markup import slug
-from pytest_delphyne.state import atomic_write
 
 if TYPE_CHECKING:
     import pandas

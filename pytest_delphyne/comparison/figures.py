@@ -21,7 +21,7 @@ from pytest_delphyne.comparison.table import (
     SEED_COLUMN,
     ComparisonError,
 )
-from pytest_delphyne.state import atomic_write
+from pytest_delphyne.files import atomic_write
 
 if TYPE_CHECKING:
     import numpy
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
 FIGURE_FORMATS = ("pdf", "pgf", "svg", "png")
-TEXT_FORMATS = frozenset({"pgf", "svg"})
 # A column of a two-column paper (ACM, IEEE, LNCS are 3.3 to 3.5 in), in inches.
 COLUMN_WIDTH = 3.3
 FIGURE_HEIGHT = 2.1
@@ -266,11 +265,7 @@ def save_figure(
         path = directory / f"{stem}.{name}"
         buffer = io.BytesIO()
         figure.savefig(buffer, format=name, dpi=PNG_DPI if name == "png" else None)
-        data = buffer.getvalue()
-        if name in TEXT_FORMATS:
-            atomic_write(path, data.decode("utf-8"), durable=False)
-        else:
-            # Figures are rebuilt by running again: a plain write is enough.
-            path.write_bytes(data)
+        # Figures are rebuilt by running again: no fsync needed.
+        atomic_write(path, buffer.getvalue(), durable=False)
         written[name] = path
     return written

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_delphyne.identity import ConfigCodec
 from pytest_delphyne.state import ExperimentState
-from pytest_delphyne.summary import BUDGET_COLUMNS, flatten_params, summary_rows
+from pytest_delphyne.summary import SUMMARY_BUDGET_ORDER, param_columns, summary_rows
 
 if TYPE_CHECKING:
     import pandas
@@ -29,9 +29,11 @@ PAIR_CELLS = 100  # largest grid of two hyperparameters shown as a heat map
 PAIRS_SHOWN = 6
 CURVES_SHOWN = 12
 TRACEBACK_LINES = 6
-STATUS_COLUMNS = ("status", "success", *BUDGET_COLUMNS, "duration")
+STATUS_COLUMNS = ("status", "success", *SUMMARY_BUDGET_ORDER, "duration")
 # The columns of a summary row that are not hyperparameters.
-RESULT_COLUMNS = frozenset({"success", *BUDGET_COLUMNS, "duration", "config_name"})
+RESULT_COLUMNS = frozenset(
+    {"success", *SUMMARY_BUDGET_ORDER, "duration", "config_name"}
+)
 
 
 @dataclass
@@ -79,9 +81,9 @@ def report_data(
     for name, info in state.configs.items():
         result = results.get(name)
         if result is None:
-            row = flatten_params(codec.dump(info.params))
+            row = param_columns(codec.dump(info.params))
             params.update(dict.fromkeys(row))
-            row.update(dict.fromkeys(("success", *BUDGET_COLUMNS, "duration")))
+            row.update(dict.fromkeys(("success", *SUMMARY_BUDGET_ORDER, "duration")))
         else:
             row = dict(result)
             params.update(
@@ -95,7 +97,7 @@ def report_data(
     columns = [*params, *STATUS_COLUMNS, "start_time", "end_time", "config_name"]
     frame = pandas.DataFrame(rows, columns=columns)
     frame["success"] = frame["success"].astype("boolean")
-    for column in (*BUDGET_COLUMNS, "duration"):
+    for column in (*SUMMARY_BUDGET_ORDER, "duration"):
         frame[column] = pandas.to_numeric(frame[column], errors="coerce")
     return ReportData(
         name=state.name,

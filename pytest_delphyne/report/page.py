@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
 from pytest_delphyne.report.data import (
     LEVELS_SHOWN,
@@ -50,8 +51,8 @@ from pytest_delphyne.report.request import (
     parse_group_by,
     require_plotting,
 )
-from pytest_delphyne.state import ExperimentState, atomic_write
-from pytest_delphyne.summary import BUDGET_COLUMNS
+from pytest_delphyne.state import ExperimentState
+from pytest_delphyne.summary import SUMMARY_BUDGET_ORDER
 
 if TYPE_CHECKING:
     import pandas
@@ -90,7 +91,7 @@ class ReportWriter:
         ]
         status_rows.append(("total", len(frame)))
         done = frame[frame["status"] == "done"]
-        spent_rows = [(column, done[column].sum()) for column in BUDGET_COLUMNS]
+        spent_rows = [(column, done[column].sum()) for column in SUMMARY_BUDGET_ORDER]
         starts = frame["start_time"].dropna()
         ends = frame["end_time"].dropna()
         wall = (

@@ -24,7 +24,7 @@ from faults.harness import (
 )
 from pytest_delphyne import layout
 from pytest_delphyne.identity import codec_for
-from pytest_delphyne.runtime import read_result
+from pytest_delphyne.results import read_result
 from pytest_delphyne.state import ConfigInfo, ConfigUpdate, ExperimentState, StateStore
 
 NO_SPACE = "No space left on device"

@@ -1,0 +1,53 @@
+"""What an experiment has spent, summed over its results: for the end of a session
+and the CLI's `status`.
+
+The totals come from the summary when it was just written (one CSV read), else from
+the done configs' `result.yaml` files.
+"""
+
+from __future__ import annotations
+
+import csv
+from typing import TYPE_CHECKING, Any
+
+from pytest_delphyne.environment import BUDGET_FIELDS, Budget
+from pytest_delphyne.results import ResultFileError, read_result
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pytest_delphyne.experiment import Experiment
+
+
+def summary_totals(path: Path) -> dict[str, float]:
+    """The budget columns of `results_summary.csv`, summed."""
+    with path.open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    return {
+        field: sum(float(row[field] or 0) for row in rows) for field in BUDGET_FIELDS
+    }
+
+
+def total_spent(experiment: Experiment[Any]) -> dict[str, float]:
+    """What the result files of the experiment's done configs record as spent."""
+    total = Budget()
+    for name, info in experiment.load_state().configs.items():
+        if info.status != "done":
+            continue
+        try:
+            recorded = read_result(experiment.config_dir(name))
+        except ResultFileError:
+            continue  # gone or corrupt: the summary's error says which
+        total = total + recorded.spent
+    return total.as_dict()
+
+
+def describe_budget(spent: dict[str, float]) -> str:
+    """One line for a person: requests, tokens and price."""
+    price = spent.get("price", 0.0)
+    return (
+        f"{int(spent.get('num_requests', 0))} requests, "
+        f"{int(spent.get('input_tokens', 0))} input tokens "
+        f"({int(spent.get('cached_input_tokens', 0))} cached), "
+        f"{int(spent.get('output_tokens', 0))} output tokens, price {price:.4f}"
+    )
