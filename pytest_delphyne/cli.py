@@ -28,6 +28,7 @@ from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.launcher import RunRequest, run_experiment
 from pytest_delphyne.ledger import read_payments, total_paid
 from pytest_delphyne.lock import ExperimentLockedError
+from pytest_delphyne.recovery import RECOVERED_MESSAGE, describe_set_aside
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spending import describe_budget, total_spent
 
@@ -262,6 +263,11 @@ class ExperimentCLI:
         )
         if unnamed:
             print(UNNAMED_CONFIGS_MESSAGE.format(count=unnamed, holder=holder))
+        if experiment.recovered:
+            names = ", ".join(experiment.recovered)
+            print(f"  - {RECOVERED_MESSAGE.format(names=names)}")
+        if experiment.set_aside:
+            print(f"  - {describe_set_aside(experiment)}")
         return 0
 
     def replay(self, config: str | None) -> int:

@@ -38,6 +38,7 @@ from pytest_delphyne.lock import ExperimentLockedError, RunLock
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.plan import build_plan
 from pytest_delphyne.recorder import RecordedExperiment
+from pytest_delphyne.recovery import RECOVERED_MESSAGE, describe_set_aside
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.spend_cap import make_spend_ledger
@@ -154,7 +155,11 @@ class Controller:
             )
             self.experiments.append(
                 RecordedExperiment(
-                    attr=attr, path=spec.path, experiment=experiment, plan=plan
+                    attr=attr,
+                    path=spec.path,
+                    experiment=experiment,
+                    plan=plan,
+                    lock=self.locks.get(experiment.absolute_output_dir),
                 )
             )
             if self.runs_configs:
@@ -215,6 +220,13 @@ class Controller:
             ) from error
         if unnamed:
             self.session.unnamed[plan["key"]] = unnamed
+        notices = self.session.notices.setdefault(plan["key"], [])
+        if experiment.recovered:
+            notices.append(
+                RECOVERED_MESSAGE.format(names=", ".join(experiment.recovered))
+            )
+        if experiment.set_aside:
+            notices.append(describe_set_aside(experiment))
         return plan, by_name
 
     def _load(self, experiment: Experiment[Any]) -> tuple[list[str] | None, int]:

@@ -17,6 +17,7 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.experiment import experiment_of_script
+from pytest_delphyne.ledger import LedgerWriter, ledger_file_path, new_attempt_id
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.runtime import RunOptions, execute, replay
@@ -252,7 +253,12 @@ class ConfigItem(pytest.Item):
         return instantiate
 
     def _run_options(
-        self, directory: Path, *, cache_mode: CacheMode, write_files: bool
+        self,
+        directory: Path,
+        *,
+        cache_mode: CacheMode,
+        write_files: bool,
+        ledger: LedgerWriter | None = None,
     ) -> RunOptions:
         settings = self.settings
         return RunOptions(
@@ -265,6 +271,16 @@ class ConfigItem(pytest.Item):
             export_browsable_trace=settings.export_browsable_trace,
             params=self.params,
             write_files=write_files,
+            ledger=ledger,
+        )
+
+    def _ledger(self, directory: Path) -> LedgerWriter:
+        """Where this attempt counts what it pays."""
+        return LedgerWriter(
+            ledger_file_path(directory),
+            config=self.config_name,
+            attempt=new_attempt_id(),
+            session=self.binding.plan["session"],
         )
 
     def _caches_requests(self) -> bool:
@@ -282,11 +298,19 @@ class ConfigItem(pytest.Item):
             directory = config_dir
         else:
             directory = Path(tempfile.mkdtemp(prefix=f"delphyne-{self.config_name}-"))
+        # A worker without the output directory counts in its scratch directory,
+        # whose ledger travels back with the config's files.
+        ledger = self._ledger(
+            binding.output_dir if binding.shares_output_dir else directory
+        )
         try:
             record = execute(
                 self._run_factory(),
                 self._run_options(
-                    directory, cache_mode=self.decision.cache_mode, write_files=True
+                    directory,
+                    cache_mode=self.decision.cache_mode,
+                    write_files=True,
+                    ledger=ledger,
                 ),
             )
         except KeyboardInterrupt:
@@ -294,6 +318,8 @@ class ConfigItem(pytest.Item):
             # interrupted mid-instruction can lack the line number pytest's report
             # of the interruption needs.
             raise KeyboardInterrupt from None
+        finally:
+            ledger.close()
         binding.meter.add(record.paid.price or 0.0)
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:

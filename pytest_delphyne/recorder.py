@@ -29,9 +29,10 @@ from pytest_delphyne.ledger import (
     read_payments,
     total_paid,
 )
+from pytest_delphyne.lock import LockLostError, RunLock
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
-from pytest_delphyne.state import ConfigUpdate, Status
+from pytest_delphyne.state import ConfigUpdate, StateEditedError, Status, params_key
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.wire import (
     RESULT_PROPERTY,
@@ -82,10 +83,26 @@ class RecordedExperiment:
     results: dict[str, KnownResult] = field(default_factory=dict)
     # Why something the recorder had to write could not be written, for the summary.
     problems: list[str] = field(default_factory=list)
+    # The run lock held on the output directory, checked before the fold.
+    lock: RunLock | None = None
+    _planned_params: dict[str, dict[str, Any]] | None = None
+    _params_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         return self.plan["key"]
+
+    def params_key(self, name: str) -> str | None:
+        """The key of the params config `name` runs with, as planned (`None` for a
+        config outside the plan)."""
+        if self._planned_params is None:
+            self._planned_params = {
+                planned["name"]: planned["params"] for planned in self.plan["configs"]
+            }
+        key = self._params_keys.get(name)
+        if key is None and name in self._planned_params:
+            key = self._params_keys[name] = params_key(self._planned_params[name])
+        return key
 
 
 def _write_shipped_file(path: Path, data: bytes) -> None:
@@ -209,6 +226,7 @@ class Recorder:
                 start_time=parse_time(payload["start_time"]),
                 end_time=parse_time(payload["end_time"]),
                 interruption_time=None,
+                params=exp.params_key(name),
             )
         )
         if status == "done" and payload["success"] is not None:
@@ -240,6 +258,7 @@ class Recorder:
                 start_time=start,
                 end_time=datetime.now(UTC),
                 interruption_time=None,
+                params=exp.params_key(name),
             )
         )
 
@@ -364,10 +383,14 @@ class Recorder:
                         start_time=start,
                         end_time=None,
                         interruption_time=now,
+                        params=exp.params_key(name),
                     )
                 )
                 self.interrupted = True
             exp.running.clear()
+            if exp.lock is not None:
+                # Still the directory this run locked: else another run may own it.
+                exp.lock.check()
             exp.experiment.store.fold()
             experiment = exp.experiment
             if experiment.is_done():
@@ -388,6 +411,9 @@ class Recorder:
                     ),
                 )
             )
+        except (StateEditedError, LockLostError) as error:
+            # A person's edit wins: the journal keeps every result of this run.
+            exp.problems.append(f"delphyne: {error}")
         except DelphyneError as error:
             # A done config whose result file is gone, say: no summary without it.
             exp.problems.append(NO_SUMMARY_MESSAGE.format(error=error))

@@ -39,6 +39,7 @@ from pytest_delphyne.environment import (
     LogLevel,
 )
 from pytest_delphyne.files import atomic_write
+from pytest_delphyne.ledger import LedgerWriter
 from pytest_delphyne.plain_data import plain_copy
 from pytest_delphyne.results import (
     RecordedResult,
@@ -122,6 +123,7 @@ class RunOptions:
         log_level, export_log, export_raw_trace, export_browsable_trace: overrides.
         write_files: False writes nothing at all (replays); then only the replay
             cache modes and "off" make sense, and other modes are run as "off".
+        ledger: where each amount paid is counted as it is paid, if anywhere.
     """
 
     config_name: str
@@ -133,6 +135,7 @@ class RunOptions:
     export_raw_trace: bool | None = None
     export_browsable_trace: bool | None = None
     write_files: bool = True
+    ledger: LedgerWriter | None = None
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,7 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
             log_level=_pick(options.log_level, run.log_level, DEFAULT_LOG_LEVEL),
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
+            on_paid=options.ledger.record if options.ledger is not None else None,
         )
         outcome = _outcome(run.program(env, **run.args))
     except BudgetExhausted as stop:
