@@ -10,19 +10,15 @@ from pytest_delphyne.cache import (
     CacheMode,
     RequestCache,
 )
+from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
 from pytest_delphyne.environment import (
     Budget,
     BudgetExhausted,
     Environment,
     LogLevel,
 )
-from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.experiment import (
-    ExecutionContext,
-    Experiment,
-    ExperimentConfig,
-    WorkersSetup,
-)
+from pytest_delphyne.errors import DelphyneError, EndpointError
+from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.layout import path_stem, result_file_path, summary_file_path
 from pytest_delphyne.models import ChatAnswer, ModelPrice, OpenAIChatModel
 from pytest_delphyne.results import RecordedResult, read_result
@@ -46,6 +42,7 @@ __all__ = [
     "ChatAnswer",
     "ConfigInfo",
     "DelphyneError",
+    "EndpointError",
     "Environment",
     "ExecutionContext",
     "Experiment",

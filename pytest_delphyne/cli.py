@@ -3,8 +3,9 @@
 An experiment file ending with `experiment.run_cli()` becomes a program:
 
     python exp.py run --max-workers 8 --retry-errors
+    python exp.py run --max-workers 2 --concurrency 32
     python exp.py status
-    python exp.py replay --config NAME
+    python exp.py replay --config NAME     # or: replay NAME
     python exp.py clean-index
     python exp.py force-summary --add-timing
     python exp.py report --output report.html --group-by model
@@ -27,10 +28,15 @@ from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.launcher import RunRequest, run_experiment
 from pytest_delphyne.ledger import read_payments, total_paid
-from pytest_delphyne.lock import ExperimentLockedError
-from pytest_delphyne.recovery import RECOVERED_MESSAGE, describe_set_aside
+from pytest_delphyne.lock import read_lock_holder
+from pytest_delphyne.recovery import (
+    RECOVERABLE_MESSAGE,
+    describe_set_aside,
+    recover_results,
+)
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spending import describe_budget, total_spent
+from pytest_delphyne.wording import plural, shown_path
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,14 +45,18 @@ if TYPE_CHECKING:
 
 STATUS_MESSAGE = (
     "Experiment {name}({output_dir}):\n"
-    "  - {todo} configurations to do\n"
-    "  - {done} configurations done\n"
-    "  - {failed} configurations failed\n"
+    "  - {todo} to do\n"
+    "  - {done} done\n"
+    "  - {failed} failed\n"
     "  - spent: {spent}\n"
     "  - paid in total: {paid}"
 )
-UNNAMED_CONFIGS_MESSAGE = (
+NEXT_RUN_NAMES_MESSAGE = (
     "  - {count} more configurations listed by the code, not in the state yet: "
+    "the next run names them"
+)
+UNNAMED_CONFIGS_MESSAGE = (
+    "  - {count} listed by the code, not in the state yet: "
     "a run names them when it starts (the experiment is being run by {holder})"
 )
 
@@ -78,7 +88,13 @@ class _Toggle(argparse.Action):
         setattr(namespace, self.dest, word in _TRUE_WORDS)
 
 
-def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
+def _flag(
+    parser: argparse.ArgumentParser,
+    name: str,
+    help: str,
+    *,
+    default: bool | None = None,
+) -> None:
     """An on/off flag: `--name[=BOOL]`, off with `--no-name`, `--noname` (Fire's
     spelling) or `--no_name`; underscores for dashes too."""
     names = sorted({name, name.replace("-", "_")})
@@ -88,7 +104,7 @@ def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
         action=_Toggle,
         nargs="?",
         dest=dest,
-        default=None,
+        default=default,
         metavar="BOOL",
         help=f"{help} (off: --no-{name})",
     )
@@ -105,109 +121,158 @@ def _flag(parser: argparse.ArgumentParser, name: str, help: str) -> None:
     )
 
 
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command and flag of the reference's `ExperimentCLI`, in
+    argparse's spellings and python-fire's (see `parse_command_line`)."""
+    parser = _ArgumentParser(
+        prog=prog, description="Control the experiment from the shell."
+    )
+    commands = parser.add_subparsers(
+        dest="command", parser_class=_ArgumentParser, metavar="COMMAND"
+    )
+    run = commands.add_parser("run", help="Start or resume the experiment.")
+    run.add_argument(
+        "--max-workers",
+        "--max_workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="Parallel worker processes (default: 1, this process)",
+    )
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=1,
+        metavar="K",
+        help="Configs in flight in each process, for programs that wait on "
+        "models (default: 1)",
+    )
+    _flag(run, "retry-errors", "Rerun the failed configurations too", default=False)
+    _flag(
+        run,
+        "interactive",
+        "Pressing Enter prints elapsed times and writes a snapshot",
+        default=False,
+    )
+    _flag(run, "log", "Write each configuration's log.txt")
+    run.add_argument(
+        "--log-level",
+        "--log_level",
+        choices=LOG_LEVELS,
+        default=None,
+        help="Lowest level of the log messages kept",
+    )
+    _flag(run, "cache", "Record and replay LLM requests and computations")
+    _flag(run, "raw-trace", "Write each configuration's trace.yaml")
+    _flag(run, "browsable-trace", "Write each configuration's trace.html")
+    _flag(run, "verbose-snapshots", "Put recent log lines in snapshots")
+    commands.add_parser("status", help="Print the status of the experiment.")
+    replay = commands.add_parser(
+        "replay", help="Replay one or all configurations from their caches."
+    )
+    replay.add_argument(
+        "--config",
+        metavar="NAME",
+        help="The configuration to replay (default: all)",
+    )
+    # python-fire passes a method's parameters by position too: `replay NAME`.
+    replay.add_argument(
+        "config_by_position",
+        nargs="?",
+        metavar="NAME",
+        help="The same, by position (python-fire's spelling)",
+    )
+    commands.add_parser(
+        "clean-index",
+        aliases=["clean_index"],
+        help="Remove from the state the configurations the code no longer lists.",
+    )
+    summary = commands.add_parser(
+        "force-summary",
+        aliases=["force_summary"],
+        help="Write the summary even if not every configuration is done.",
+    )
+    _flag(summary, "add-timing", "Add each configuration's duration", default=False)
+    summary.add_argument(
+        "add_timing_by_position",
+        nargs="?",
+        choices=sorted(_TRUE_WORDS | _FALSE_WORDS, key=str.lower),
+        type=str.lower,
+        help=argparse.SUPPRESS,
+    )
+    report = commands.add_parser(
+        "report",
+        help="Write the experiment's HTML report (it works while it runs too).",
+    )
+    report.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        default=None,
+        help="Where to write it (default: report.html in the output directory)",
+    )
+    report.add_argument(
+        "--group-by",
+        "--group_by",
+        metavar="NAMES",
+        default=None,
+        help="Hyperparameters, comma-separated, whose values each get their own "
+        "scaling curve",
+    )
+    return parser
+
+
+def parse_command_line(
+    argv: Sequence[str], prog: str | None = None
+) -> argparse.Namespace:
+    """Parse a command line as the reference's python-fire parses it.
+
+    Commands and flags take dashes or underscores (`force_summary`, `--max_workers`),
+    on/off flags `--flag`, `--noflag` and `--flag=True|False`, options their value
+    after `=` or a space, and `replay` and `force_summary` their argument by position
+    (`replay NAME`). Without a command, `command` is `None`.
+
+    Raises:
+        SystemExit: a command line that does not parse, after one line on stderr.
+    """
+    parser = build_parser(prog)
+    arguments = parser.parse_args(list(argv))
+    if arguments.command is not None:
+        arguments.command = arguments.command.replace("_", "-")
+    positional_config = getattr(arguments, "config_by_position", None)
+    if positional_config is not None:
+        if arguments.config is not None:
+            parser.error("replay: give the config by position or with --config")
+        arguments.config = positional_config
+    positional_timing = getattr(arguments, "add_timing_by_position", None)
+    if positional_timing is not None:
+        arguments.add_timing = positional_timing in _TRUE_WORDS
+    return arguments
+
+
 class ExperimentCLI:
     """A command-line application that controls an experiment from the shell.
 
-    Commands: `run` (the default), `status`, `replay`, `clean-index`,
-    `force-summary`, `report`; the reference's underscore spellings of flags are
-    accepted.
+    Commands: `run`, `status`, `replay`, `clean-index`, `force-summary`, `report`;
+    without one, it lists them. The reference's spellings (python-fire's) are
+    accepted too: see `parse_command_line`.
     """
 
     def __init__(self, experiment: Experiment[Any]):
         self.experiment = experiment
 
     def parser(self, prog: str | None = None) -> argparse.ArgumentParser:
-        parser = _ArgumentParser(
-            prog=prog, description="Control the experiment from the shell."
-        )
-        commands = parser.add_subparsers(
-            dest="command", parser_class=_ArgumentParser, metavar="COMMAND"
-        )
-        run = commands.add_parser("run", help="Start or resume the experiment.")
-        run.add_argument(
-            "--max-workers",
-            "--max_workers",
-            type=int,
-            default=1,
-            metavar="N",
-            help="Parallel worker processes (default: 1, this process)",
-        )
-        run.add_argument(
-            "--retry-errors",
-            "--retry_errors",
-            action="store_true",
-            help="Rerun the failed configurations too",
-        )
-        run.add_argument(
-            "--interactive",
-            action="store_true",
-            help="Pressing Enter prints elapsed times and writes a snapshot",
-        )
-        _flag(run, "log", "Write each configuration's log.txt")
-        run.add_argument(
-            "--log-level",
-            "--log_level",
-            choices=LOG_LEVELS,
-            default=None,
-            help="Lowest level of the log messages kept",
-        )
-        _flag(run, "cache", "Record and replay LLM requests and computations")
-        _flag(run, "raw-trace", "Write each configuration's trace.yaml")
-        _flag(run, "browsable-trace", "Write each configuration's trace.html")
-        _flag(run, "verbose-snapshots", "Put recent log lines in snapshots")
-        commands.add_parser("status", help="Print the status of the experiment.")
-        replay = commands.add_parser(
-            "replay", help="Replay one or all configurations from their caches."
-        )
-        replay.add_argument(
-            "--config",
-            metavar="NAME",
-            help="The configuration to replay (default: all)",
-        )
-        commands.add_parser(
-            "clean-index",
-            aliases=["clean_index"],
-            help="Remove from the state the configurations the code no longer lists.",
-        )
-        summary = commands.add_parser(
-            "force-summary",
-            aliases=["force_summary"],
-            help="Write the summary even if not every configuration is done.",
-        )
-        summary.add_argument(
-            "--add-timing",
-            "--add_timing",
-            action="store_true",
-            help="Add each configuration's duration",
-        )
-        report = commands.add_parser(
-            "report",
-            help="Write the experiment's HTML report (it works while it runs too).",
-        )
-        report.add_argument(
-            "--output",
-            "-o",
-            metavar="PATH",
-            default=None,
-            help="Where to write it (default: report.html in the output directory)",
-        )
-        report.add_argument(
-            "--group-by",
-            "--group_by",
-            metavar="NAMES",
-            default=None,
-            help="Hyperparameters, comma-separated, whose values each get their own "
-            "scaling curve",
-        )
-        return parser
+        """The command line's parser (it does not look at the experiment)."""
+        return build_parser(prog)
 
     def main(self, argv: Sequence[str] | None = None) -> int:
         """Run one command; return the process's exit code."""
         prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else None
-        parser = self.parser(prog)
-        arguments = parser.parse_args(argv)
+        arguments = parse_command_line(sys.argv[1:] if argv is None else argv, prog)
         if arguments.command is None:
-            arguments = parser.parse_args(["run"])
+            # As the reference (python-fire) does: list the commands, run nothing.
+            build_parser(prog).print_help()
+            return 0
         # argparse accepts only the commands of the table: none reaches another method.
         command = COMMANDS[arguments.command]
         try:
@@ -228,6 +293,7 @@ class ExperimentCLI:
         )
         request = RunRequest(
             max_workers=arguments.max_workers,
+            concurrency=arguments.concurrency,
             retry_errors=arguments.retry_errors,
             interactive=arguments.interactive,
             settings=settings,
@@ -236,38 +302,61 @@ class ExperimentCLI:
 
     def status(self) -> int:
         """Print the status counts, what the done configurations spent and what
-        every attempt paid."""
+        every attempt paid.
+
+        It only reads, as the reference's `status` does: configs the code lists and
+        the state lacks are counted, and left for the next run to name; results on
+        disk of `todo` configs and journal records that no longer fit the state are
+        named, and left for the next run to record or set aside.
+        """
         experiment = self.experiment
-        try:
-            experiment.load()
-            unnamed = 0
-        except ExperimentLockedError as locked:
-            # The code lists configs the state lacks, and a run holds the lock:
-            # reading needs no lock, so say what the state holds, and how many more
-            # the next run will name.
+        recoverable: list[str] = []
+        set_aside: list[str] = []
+        if experiment.store.exists():
             _, unnamed = experiment.names_in_state()
-            if not unnamed:
-                raise
-            holder = locked.holder.describe() if locked.holder else "another process"
-        counts = experiment.get_status()
+            counts = experiment.get_status()
+            spent = total_spent(experiment)
+            set_aside = [update.name for update in experiment.store.set_aside]
+            # On a copy of the state: status writes nothing.
+            recoverable = recover_results(
+                experiment.absolute_output_dir,
+                experiment.load_state(),
+                experiment.codec,
+            )
+        else:
+            unnamed = len(experiment.configs or ())
+            counts = dict.fromkeys(("todo", "done", "failed"), 0)
+            spent = {}
         print(
             STATUS_MESSAGE.format(
                 name=f"{experiment.name!r} " if experiment.name else "",
-                output_dir=experiment.absolute_output_dir,
-                spent=describe_budget(total_spent(experiment)),
+                output_dir=shown_path(experiment.absolute_output_dir, Path.cwd()),
+                spent=describe_budget(spent),
                 paid=describe_budget(
                     total_paid(read_payments(experiment.absolute_output_dir))
                 ),
-                **counts,
+                **{
+                    status: plural(count, "configuration")
+                    for status, count in counts.items()
+                },
             )
         )
         if unnamed:
-            print(UNNAMED_CONFIGS_MESSAGE.format(count=unnamed, holder=holder))
-        if experiment.recovered:
-            names = ", ".join(experiment.recovered)
-            print(f"  - {RECOVERED_MESSAGE.format(names=names)}")
-        if experiment.set_aside:
-            print(f"  - {describe_set_aside(experiment)}")
+            holder = read_lock_holder(experiment.absolute_output_dir)
+            if holder is None:
+                print(NEXT_RUN_NAMES_MESSAGE.format(count=unnamed))
+            else:
+                print(
+                    UNNAMED_CONFIGS_MESSAGE.format(
+                        count=plural(unnamed, "more configuration"),
+                        holder=holder.describe(),
+                    )
+                )
+        if recoverable:
+            print(f"  - {RECOVERABLE_MESSAGE.format(names=', '.join(recoverable))}")
+        if set_aside:
+            output_dir = experiment.absolute_output_dir
+            print(f"  - {describe_set_aside(output_dir, set_aside, kept=False)}")
         return 0
 
     def replay(self, config: str | None) -> int:
@@ -303,7 +392,7 @@ class ExperimentCLI:
     def report(self, output: str | None, group_by: str | None) -> int:
         """Write the HTML report of what the state records so far."""
         path = self.experiment.report(output, group_by=group_by)
-        print(f"Report written to {path}")
+        print(f"Report written to {shown_path(path, Path.cwd())}")
         return 0
 
 

@@ -9,7 +9,8 @@ state. Before anything is collected, for each experiment, in this order:
 3. load it, naming new configs (a `--co` during a run reads the state instead);
 4. plan it: names, statuses and params in the code's order (`plan.py`);
 5. check what would fail later: `--delphyne-report-group-by` names, a
-   `configs_context` that workers could not receive;
+   `configs_context` that workers could not receive; pickle the experiment for
+   the workers when their import of the file cannot find it (`shipping.py`);
 6. run `WorkersSetup.common`, if a config of the session will run or replay.
 
 A problem the user can fix is a `pytest.UsageError` naming the experiment.
@@ -25,13 +26,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne import layout
 from pytest_delphyne.discovery import (
-    find_experiment,
-    import_experiment,
+    experiment_of_file,
     provided_experiment,
+    workers_import_it,
 )
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
+from pytest_delphyne.files import refuse_symlinks
 from pytest_delphyne.identity import ConfigParamsError
 from pytest_delphyne.items import ExperimentBinding
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
@@ -41,7 +44,9 @@ from pytest_delphyne.recorder import RecordedExperiment
 from pytest_delphyne.recovery import RECOVERED_MESSAGE, describe_set_aside
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
+from pytest_delphyne.shipping import ShippingError, dump_experiment
 from pytest_delphyne.spend_cap import make_spend_ledger
+from pytest_delphyne.wording import plural, shown_path
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
 if TYPE_CHECKING:
@@ -52,8 +57,18 @@ if TYPE_CHECKING:
     from pytest_delphyne.wire import ExperimentPlan
 
 UNFIT_CONFIGS_MESSAGE = (
-    "the stored params of {count} configs no longer fit {class_name}; change the "
+    "the stored params of {count} no longer fit {class_name}; change the "
     "class or the state:{configs}"
+)
+# What the controller writes in the output directory (the lock refuses a link itself).
+STATE_FILES = (
+    layout.STATE_FILE,
+    layout.JOURNAL_FILE,
+    layout.STATE_INDEX_FILE,
+    layout.LOCK_HOLDER_FILE,
+    layout.SUMMARY_FILE,
+    layout.CONFIGS_DIR,
+    layout.SNAPSHOTS_DIR,
 )
 # What a run needs at least to write a config's files and record it.
 ROOM_NEEDED = 64 * 1024
@@ -83,6 +98,34 @@ def check_room(output_dir: Path) -> None:
         probe.unlink(missing_ok=True)
 
 
+SHARED_OUTPUT_DIR_MESSAGE = (
+    "--delphyne-exp={first} and --delphyne-exp={second}: both experiments write to "
+    "{output_dir}; give each its own output_dir"
+)
+
+
+def refuse_shared_output_dirs(
+    found: list[tuple[ExperimentSpec, str, Experiment[Any]]],
+) -> None:
+    """Refuse two experiments of one session on one output directory, before
+    anything is written: their states, configs and summaries would overwrite each
+    other.
+
+    Raises:
+        pytest.UsageError: naming both experiments and the directory.
+    """
+    owners: dict[Path, tuple[ExperimentSpec, str]] = {}
+    for spec, attr, experiment in found:
+        output_dir = experiment.absolute_output_dir
+        owner = owners.setdefault(output_dir, (spec, attr))
+        if owner[0].path != spec.path or owner[1] != attr:
+            raise pytest.UsageError(
+                SHARED_OUTPUT_DIR_MESSAGE.format(
+                    first=owner[0].text, second=spec.text, output_dir=output_dir
+                )
+            )
+
+
 def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str:
     """Every config whose stored params no longer fit, not only the first found."""
     try:
@@ -92,7 +135,7 @@ def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str
     if len(unfit) <= 1:
         return str(first)
     return UNFIT_CONFIGS_MESSAGE.format(
-        count=len(unfit),
+        count=plural(len(unfit), "config"),
         class_name=first.class_name,
         configs="".join(f"\n  - {error}" for error in unfit),
     )
@@ -108,12 +151,15 @@ class Controller:
         session: this process's session, which the start fills (plans, bindings).
         experiments: the experiments whose results the recorder records.
         setup_bytes: the pickled values of `common`, for the workers.
+        shipped_experiments: the pickled experiments the workers cannot import by
+            name, by experiment key.
         spend_ledger: the file the workers of this machine count spending in.
     """
 
     session: DelphyneSession
     experiments: list[RecordedExperiment] = field(default_factory=list)
     setup_bytes: dict[str, bytes] = field(default_factory=dict)
+    shipped_experiments: dict[str, bytes] = field(default_factory=dict)
     spend_ledger: Path | None = None
     locks: dict[Path, RunLock] = field(default_factory=dict)
     teardowns: list[Generator[object, None, None]] = field(default_factory=list)
@@ -136,10 +182,12 @@ class Controller:
     def start(self, specs: list[ExperimentSpec]) -> None:
         """Start each experiment (the steps of the module docstring)."""
         group_by = self._report_group_by()
-        for spec in specs:
-            attr, experiment = self._find(spec)
+        found = [(spec, *self._find(spec)) for spec in specs]
+        refuse_shared_output_dirs(found)
+        for spec, attr, experiment in found:
             plan, by_name = self._lock_load_and_plan(spec, attr, experiment)
             self._check(plan, experiment, group_by)
+            self._ship(spec, attr, plan, experiment)
             self.session.plans.append(plan)
             self.session.bind(
                 spec.path,
@@ -151,6 +199,7 @@ class Controller:
                     settings=self.session.settings,
                     meter=self.session.meter,
                     configs=by_name,
+                    experiment=experiment,
                 ),
             )
             self.experiments.append(
@@ -185,9 +234,23 @@ class Controller:
         provided = provided_experiment(self.config, spec)
         if provided is not None:
             return provided
-        module = import_experiment(self.config, spec)
-        attr, experiment = find_experiment(module, spec)
-        return attr, experiment
+        return experiment_of_file(self.config, spec)
+
+    def _ship(
+        self,
+        spec: ExperimentSpec,
+        attr: str,
+        plan: ExperimentPlan,
+        experiment: Experiment[Any],
+    ) -> None:
+        if not (self.runs_configs and self.distributed):
+            return
+        if workers_import_it(self.config, spec, attr):
+            return
+        try:
+            self.shipped_experiments[plan["key"]] = dump_experiment(experiment)
+        except ShippingError as error:
+            raise pytest.UsageError(f"--delphyne-exp={spec.text}: {error}") from None
 
     def _lock_load_and_plan(
         self, spec: ExperimentSpec, attr: str, experiment: Experiment[Any]
@@ -198,6 +261,7 @@ class Controller:
                 lock = RunLock(output_dir)
                 lock.acquire()
                 self.locks[output_dir] = lock
+                refuse_symlinks(output_dir / name for name in STATE_FILES)
                 check_room(output_dir)
             names, unnamed = self._load(experiment)
             plan, by_name = build_plan(
@@ -226,7 +290,11 @@ class Controller:
                 RECOVERED_MESSAGE.format(names=", ".join(experiment.recovered))
             )
         if experiment.set_aside:
-            notices.append(describe_set_aside(experiment))
+            notices.append(
+                describe_set_aside(
+                    experiment.absolute_output_dir, experiment.set_aside, kept=True
+                )
+            )
         return plan, by_name
 
     def _load(self, experiment: Experiment[Any]) -> tuple[list[str] | None, int]:
@@ -328,7 +396,8 @@ class SessionReports:
             except (DelphyneError, OSError) as error:
                 self.lines.append(f"{exp.attr}: no report written: {error}")
             else:
-                self.lines.append(f"{exp.attr}: report written to {written}")
+                shown = shown_path(written, Path.cwd())
+                self.lines.append(f"{exp.attr}: report written to {shown}")
 
     # trylast: below the recorder's section of the terminal summary.
     @pytest.hookimpl(trylast=True)

@@ -19,6 +19,7 @@ from pytest_delphyne.cache import CacheAnswer, RequestCache, canonical_args_json
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.files import open_log
 from pytest_delphyne.plain_data import plain_copy
+from pytest_delphyne.redaction import redact
 
 T = TypeVar("T")
 
@@ -267,7 +268,7 @@ class Environment:
         line += message.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
         if metadata:
             line += " " + canonical_args_json(_loggable(metadata), "log metadata")
-        self._log_file.write(line + "\n")
+        self._log_file.write(redact(line) + "\n")
         self._log_file.flush()
 
     def close(self) -> None:

@@ -12,14 +12,14 @@ import runpy
 import sys
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pytest_delphyne import layout, summary
-from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
 from pytest_delphyne.identity import (
     ConfigCodec,
     codec_for,
@@ -27,16 +27,23 @@ from pytest_delphyne.identity import (
     validate_config_name,
 )
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
-from pytest_delphyne.plain_data import canonical_json
 from pytest_delphyne.recovery import recover_results
 from pytest_delphyne.results import ResultFileError, read_result
+from pytest_delphyne.roster import (
+    CONFIG_NOT_IN_STATE_MESSAGE,
+    Roster,
+    UnknownConfigError,
+    add_configs,
+    config_names,
+    listed_names,
+    names_in_state,
+)
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.state import (
     STATUSES,
-    ConfigInfo,
     ExperimentState,
-    StateStore,
 )
+from pytest_delphyne.state_store import StateStore
 
 if TYPE_CHECKING:
     from types import FrameType
@@ -44,87 +51,23 @@ if TYPE_CHECKING:
 
     import pandas
 
-    from pytest_delphyne.runtime import LogLevel, ReplayReport, Run
+    from pytest_delphyne.runtime import LogLevel, ReplayReport
 
 T = TypeVar("T")
 
-NOT_A_CONFIG_MESSAGE = (
-    "configs[{index}] is a {type_name}, not a {class_name}: every config of the "
-    "experiment must be an instance of its config_class"
-)
-DUPLICATE_NAME_MESSAGE = (
-    "Config name {name!r} is given to two different configs: {first} and {second}"
-)
 UNLISTED_CONFIGS_MESSAGE = (
     "{count} config(s) in {state_file} are no longer listed by the experiment: "
     "{names}. Experiment.clean_index() removes them from the state."
 )
 UNKNOWN_CONFIG_MESSAGE = "No config named {name!r} in {state_file}"
-CONFIG_NOT_IN_STATE_MESSAGE = "Config {config!r} is not in {state_file}"
 NO_RESULT_MESSAGE = "Config {name!r} has no result yet ({path} does not exist)"
 _NAMES_SHOWN = 10
-
-
-class ExperimentConfig(Protocol):
-    """A configuration: a dataclass holding hyperparameters, which `instantiate`
-    turns into a run of the program."""
-
-    def instantiate(self, context: object) -> Run:
-        """The run this configuration stands for: the program, its arguments, its
-        budget limit and its log and trace settings.
-
-        Arguments:
-            context: the experiment's `configs_context` (`None` by default).
-        """
-        ...
-
 
 C = TypeVar("C", bound=ExperimentConfig)
 
 
-@dataclass(frozen=True)
-class ExecutionContext:
-    """Where an experiment runs.
-
-    Attributes:
-        workspace_root: the directory a relative `Experiment.output_dir` is relative
-            to. When `None`, it is the directory of the file defining the experiment.
-    """
-
-    workspace_root: Path | None = None
-
-
-@dataclass(frozen=True)
-class WorkersSetup(Generic[T]):
-    """Setup work that every process running configs needs.
-
-    Attributes:
-        common: called once, on the main process, before any config runs; it must
-            return a picklable value. It may be a generator function yielding that
-            value: the code after its `yield` runs at the end of the session (to stop
-            a server it started, say).
-        per_worker: called once in each worker before its first config, with the
-            value of `common`.
-
-    !!! tip "Example"
-        To share one proving server among all workers, start it in `common` and
-        return its port; `per_worker` connects each worker to that port.
-    """
-
-    common: Callable[[], T] | Callable[[], Iterator[T]]
-    per_worker: Callable[[T], None]
-
-
 class UnlistedConfigsWarning(UserWarning):
     """The state has configs that the experiment no longer lists."""
-
-
-class InvalidConfigError(DelphyneError):
-    """A config the experiment cannot take (see the message)."""
-
-
-class UnknownConfigError(DelphyneError):
-    """A config name or config that is not in the experiment's state."""
 
 
 def _defining_file() -> Path | None:
@@ -199,14 +142,8 @@ class Experiment(Generic[C]):
     """The Python file that created the experiment (`None` in an interactive
     session)."""
     _cwd: Path = field(init=False, repr=False, compare=False)
-    # What the last `load()` found: `configs` (by identity and length) and the name of
-    # each, so that the plugin need not recompute 100,000 canonical keys.
-    _loaded_names: tuple[object, int, list[str]] | None = field(
-        init=False, default=None, repr=False, compare=False
-    )
-    # Each config's params and their plain data, as the last `load()` dumped them.
-    _loaded_params: dict[str, tuple[object, dict[str, Any]]] = field(
-        init=False, default_factory=dict, repr=False, compare=False
+    _roster: Roster = field(
+        init=False, default_factory=Roster, repr=False, compare=False
     )
     # The configs the last `load()` recorded from their result files, and those
     # whose journal records it set aside (no longer fitting the state).
@@ -316,13 +253,20 @@ class Experiment(Generic[C]):
                 must_write = True
         for name in state.configs:
             validate_config_name(name)
-        self._loaded_names = None
-        self._loaded_params = {}
+        self._roster.forget()
+        params = None
         if self.configs is not None:
-            names, added, unlisted = self._add_configs(state)
-            must_write = must_write or bool(added)
-            if unlisted:
-                self._warn_unlisted(unlisted)
+            enrolment = add_configs(
+                state,
+                self.configs,
+                self.config_class,
+                self.config_naming,
+                self.store.state_file,
+            )
+            names, params = enrolment.names, enrolment.params
+            must_write = must_write or bool(enrolment.added)
+            if enrolment.unlisted:
+                self._warn_unlisted(enrolment.unlisted)
         else:
             names = list(state.configs)
         self.recovered = recover_results(self.absolute_output_dir, state, self.codec)
@@ -339,16 +283,14 @@ class Experiment(Generic[C]):
             # Only a tidying: on a full disk the journal stays, applied on each load.
             with contextlib.suppress(ExperimentLockedError, OSError):
                 self._write(state)
-        self._loaded_names = (self.configs, len(self.configs or ()), names)
+        self._roster.remember(self.configs, names, params)
         return self
 
     def plain_params(self, name: str, params: C) -> dict[str, Any]:
         """The params of the config `name` as plain data (`params`, dumped, unless
         the last `load()` dumped them already)."""
-        loaded = self._loaded_params.get(name)
-        if loaded is not None and loaded[0] is params:
-            return loaded[1]
-        return self.codec.dump(params)
+        plain: dict[str, Any] = self._roster.plain_params(name, params, self.codec.dump)
+        return plain
 
     def names_in_state(self) -> tuple[list[str], int]:
         """The state's names of the configs of `configs` it has, in order, and how
@@ -358,10 +300,7 @@ class Experiment(Generic[C]):
         Raises:
             StateFileError: there is no state yet.
         """
-        name_of = self.load_state().inverse_mapping()
-        found = [name_of(config) for config in self.configs or ()]
-        names = [name for name in found if name is not None]
-        return names, len(found) - len(names)
+        return names_in_state(self.load_state(), self.configs)
 
     def config_names(self) -> list[str]:
         """The name of each config of `configs`, in order; without `configs`, the
@@ -375,85 +314,10 @@ class Experiment(Generic[C]):
             StateFileError: there is no state yet (`load()` creates it).
             UnknownConfigError: a config of `configs` is not in the state.
         """
-        loaded = self._loaded_names
-        if (
-            loaded is not None
-            and loaded[0] is self.configs
-            and loaded[1] == len(self.configs or ())
-        ):
-            return list(loaded[2])
-        state = self.load_state()
-        if self.configs is None:
-            return list(state.configs)
-        name_of = state.inverse_mapping()
-        names: list[str] = []
-        for config in self.configs:
-            name = name_of(config)
-            if name is None:
-                raise UnknownConfigError(
-                    CONFIG_NOT_IN_STATE_MESSAGE.format(
-                        config=config, state_file=self.store.state_file
-                    )
-                )
-            names.append(name)
-        return names
-
-    def _add_configs(
-        self, state: ExperimentState[C]
-    ) -> tuple[list[str], list[str], list[str]]:
-        # The name of each listed config, the names added, the names not listed.
-        codec = self.codec
-        # Params read from the state are canonical already: dumping them is enough.
-        # (Loaded from plain data, they dump to plain data: no need to check.)
-        dumps = self._loaded_params = {
-            name: (info.params, codec.dump(info.params, check=False))
-            for name, info in state.configs.items()
-        }
-        name_by_key = {
-            canonical_json(dumped): name for name, (_, dumped) in dumps.items()
-        }
-        names: list[str] = []
-        listed: set[str] = set()
-        added: list[str] = []
-        naming = self.config_naming
-        for index, config in enumerate(self.configs or ()):
-            if not isinstance(config, self.config_class):
-                raise InvalidConfigError(
-                    NOT_A_CONFIG_MESSAGE.format(
-                        index=index,
-                        type_name=type(config).__qualname__,
-                        class_name=self.config_class.__qualname__,
-                    )
-                )
-            # Most configs are canonical already: their plain dump finds them.
-            dumped = codec.dump(config)
-            existing = name_by_key.get(canonical_json(dumped))
-            if existing is None:
-                # As `codec.canonical_key`, keeping the canonical config it loads.
-                canonical = codec.load(dumped)
-                key = canonical_json(codec.dump(canonical))
-                existing = name_by_key.get(key)
-            if existing is not None:
-                listed.add(existing)
-                names.append(existing)
-                continue
-            fresh = uuid.uuid4()
-            name = naming(canonical, fresh) if naming is not None else str(fresh)
-            validate_config_name(name)
-            if name in state.configs:
-                raise InvalidConfigError(
-                    DUPLICATE_NAME_MESSAGE.format(
-                        name=name, first=state.configs[name].params, second=config
-                    )
-                )
-            state.configs[name] = ConfigInfo(canonical)
-            dumps[name] = (canonical, codec.dump(canonical, check=False))
-            name_by_key[key] = name
-            listed.add(name)
-            names.append(name)
-            added.append(name)
-        unlisted = [name for name in state.configs if name not in listed]
-        return names, added, unlisted
+        remembered = self._roster.names(self.configs)
+        if remembered is not None:
+            return remembered
+        return config_names(self.load_state(), self.configs, self.store.state_file)
 
     def _warn_unlisted(self, names: list[str]) -> None:
         shown = ", ".join(names[:_NAMES_SHOWN])
@@ -469,11 +333,6 @@ class Experiment(Generic[C]):
         with RunLock(self.absolute_output_dir):
             self.store.save(state)
 
-    def _listed_names(self, state: ExperimentState[C]) -> set[str]:
-        name_of = state.inverse_mapping()
-        names = (name_of(config) for config in self.configs or ())
-        return {name for name in names if name is not None}
-
     def is_done(self) -> bool:
         """Whether every config of the state is `done`."""
         return all(info.status == "done" for info in self.load_state().configs.values())
@@ -485,7 +344,7 @@ class Experiment(Generic[C]):
             ExperimentLockedError: another process is running the experiment.
         """
         state = self.load_state()
-        listed = self._listed_names(state)
+        listed = listed_names(state, self.configs)
         state.configs = {n: i for n, i in state.configs.items() if n in listed}
         self._write(state)
 
@@ -566,7 +425,11 @@ class Experiment(Generic[C]):
         )
 
     def resume(
-        self, max_workers: int = 1, log_progress: bool = True, interactive: bool = False
+        self,
+        max_workers: int = 1,
+        log_progress: bool = True,
+        interactive: bool = False,
+        concurrency: int = 1,
     ) -> int:
         """Run every config whose status is "todo", through the pytest plugin.
 
@@ -582,6 +445,9 @@ class Experiment(Generic[C]):
             log_progress: Whether pytest reports progress (`-q` otherwise).
             interactive: Pressing Enter prints each running config's elapsed time and
                 writes a snapshot under `<output_dir>/snapshots/`.
+            concurrency: Configs in flight in each process, for programs that wait
+                on models (`--delphyne-concurrency`); items are still reported one at
+                a time, in order.
 
         Returns:
             pytest's exit code.
@@ -593,7 +459,10 @@ class Experiment(Generic[C]):
         return run_experiment(
             self,
             RunRequest(
-                max_workers=max_workers, quiet=not log_progress, interactive=interactive
+                max_workers=max_workers,
+                concurrency=concurrency,
+                quiet=not log_progress,
+                interactive=interactive,
             ),
         )
 

@@ -19,7 +19,8 @@ import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.plain_data import canonical_json, check_plain_data
+from pytest_delphyne.field_types import check_field_types
+from pytest_delphyne.plain_data import canonical_json, check_plain_data, is_encodable
 
 C = TypeVar("C")
 
@@ -109,6 +110,7 @@ class ConfigCodec(Generic[C]):
             raise DelphyneError(
                 NOT_A_DATACLASS_MESSAGE.format(class_name=config_class.__qualname__)
             )
+        check_field_types(config_class)
         self.config_class = config_class
         self.converter = make_converter()
         self._structure = self.converter.get_structure_hook(config_class)
@@ -194,6 +196,8 @@ def _name_problem(name: object) -> str | None:
         unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp") for ch in name
     ):
         return "it contains a control character"
+    if not is_encodable(name):
+        return "it has a lone surrogate, which no file name or file can hold"
     if name != name.strip():
         return "it starts or ends with whitespace"
     if len(name.encode("utf-8", "surrogatepass")) > _MAX_NAME_BYTES:

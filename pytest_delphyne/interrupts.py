@@ -65,6 +65,9 @@ class SigintGuard:
             self._default = None
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        # pytest's report of the interruption names the frame below: where the
+        # program was.
+        __tracebackhide__ = True
         stopping = self.stopping or isinstance(sys.exc_info()[1], KeyboardInterrupt)
         if stopping and not self.saved and not self.held:
             self.held = True

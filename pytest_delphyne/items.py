@@ -6,25 +6,38 @@ command line: `selection.decide` (SPEC §5's table).
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pluggy
 import pytest
 
 from pytest_delphyne import layout
-from pytest_delphyne.experiment import experiment_of_script
+from pytest_delphyne.concurrency import run_config
+from pytest_delphyne.errors import EndpointError
+from pytest_delphyne.experiment import Experiment
+from pytest_delphyne.files import PlantedSymlinkError
 from pytest_delphyne.ledger import LedgerWriter, ledger_file_path, new_attempt_id
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.plain_data import flatten_params
+from pytest_delphyne.redaction import redact_exception
+from pytest_delphyne.results import ResultFileError, read_result
 from pytest_delphyne.runtime import RunOptions, execute, replay
 from pytest_delphyne.selection import Decision, SelectionOptions, decide
 from pytest_delphyne.settings import RunSettings
-from pytest_delphyne.spend_cap import SPEND_CAP_REASON, SpendMeter
+from pytest_delphyne.shipping import ShippingError, load_experiment
+from pytest_delphyne.spend_cap import SpendMeter
+from pytest_delphyne.tracebacks import (
+    PACKAGE_DIR,
+    is_hidden_file,
+    without_plugin_frames,
+)
 from pytest_delphyne.wire import (
+    ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
@@ -44,7 +57,6 @@ if TYPE_CHECKING:
     )
 
     from pytest_delphyne.cache import CacheMode
-    from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.runtime import Run, RunRecord
 
 DONE_REASON = "done"
@@ -65,7 +77,12 @@ REMOTE_REPLAY_MESSAGE = (
     "directory {output_dir}; replay without --tx or with -n 0"
 )
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_MODEL_CLIENT_FILE = Path(PACKAGE_DIR) / "models.py"
+_RUNNER_DIRS = (
+    PACKAGE_DIR,
+    str(Path(pytest.__file__).resolve().parent.parent / "_pytest") + os.sep,
+    str(Path(pluggy.__file__).resolve().parent) + os.sep,
+)
 
 
 bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
@@ -74,6 +91,12 @@ worker_setup_key = pytest.StashKey[
     Callable[["ExperimentBinding", "Experiment[Any]"], None]
 ]()
 """Runs `WorkersSetup.per_worker` once in this process (provided by the session)."""
+
+
+NOT_SHIPPED_MESSAGE = (
+    "this worker's import of the experiment file has no Experiment named {attr!r}, "
+    "and the controller sent none"
+)
 
 
 class StoredFailure(Exception):
@@ -98,6 +121,10 @@ class ExperimentBinding:
         settings: The command line's overrides of the experiment's settings.
         meter: This process's spending, checked against the spend cap.
         configs: Config objects by name, when this process already built them.
+        experiment: The `Experiment` itself, when this process already has it (the
+            controller).
+        shipped: The experiment pickled by the controller, for a worker whose import
+            of the file does not find it by name (see `shipping.py`).
     """
 
     attr: str
@@ -107,6 +134,8 @@ class ExperimentBinding:
     settings: RunSettings
     meter: SpendMeter
     configs: dict[str, Any] = field(default_factory=dict)
+    experiment: Experiment[Any] | None = None
+    shipped: bytes | None = None
 
     @property
     def output_dir(self) -> Path:
@@ -118,19 +147,28 @@ def sees_output_dir(plan: ExperimentPlan) -> bool:
     return is_same_file(Path(plan["output_dir"]), plan["output_dir_id"])
 
 
-def _is_plugin_frame(entry: TracebackEntry) -> bool:
-    return _PACKAGE_DIR in Path(entry.path).resolve().parents
+def _is_runner_frame(entry: TracebackEntry) -> bool:
+    return is_hidden_file(str(entry.path), _RUNNER_DIRS)
+
+
+def _is_model_client_frame(entry: TracebackEntry) -> bool:
+    return Path(entry.path).resolve() == _MODEL_CLIENT_FILE
 
 
 def program_traceback(traceback: Traceback) -> Traceback:
-    """The frames of the user's program: those after the plugin's last frame.
+    """The frames of the user's code: without this plugin's, pytest's and pluggy's
+    (those between the program and a function it gave `env.compute` included), and
+    none from the model client's call on (the client library's frames hold the
+    request's credentials as arguments).
 
-    The user debugs their program, not pytest's runner or this plugin.
+    The user debugs their program, not pytest's runner, this plugin or the client.
     """
-    for index in range(len(traceback) - 1, -1, -1):
-        if _is_plugin_frame(traceback[index]):
-            return traceback[index + 1 :] or traceback
-    return traceback
+    for index, entry in enumerate(traceback):
+        if _is_model_client_frame(entry):
+            # The program's frame that asked the model is the last one shown.
+            traceback = traceback[:index] or traceback
+            break
+    return traceback.filter(lambda entry: not _is_runner_frame(entry)) or traceback
 
 
 def describe_params(params: dict[str, Any]) -> str:
@@ -153,11 +191,16 @@ class ExperimentModule(pytest.Module):
     def _config_items(self) -> Iterator[ConfigItem]:
         module = self.obj
         for binding in self.config.stash[bindings_key].get(self.path, []):
-            experiment = getattr(module, binding.attr, None)
-            if experiment is None:
-                # Defined under the script's `if __name__ == "__main__":`, which an
-                # import does not run (a worker of `Experiment.resume()`).
-                experiment = experiment_of_script(self.path)
+            experiment = binding.experiment or getattr(module, binding.attr, None)
+            if not isinstance(experiment, Experiment):
+                if binding.shipped is None:
+                    raise ShippingError(NOT_SHIPPED_MESSAGE.format(attr=binding.attr))
+                # Not at module level (built under `if __name__ == "__main__":` or in
+                # a function): the controller sent it, and this import of the file
+                # provides what the script's `__main__` defined.
+                experiment = binding.experiment = load_experiment(
+                    binding.shipped, module
+                )
             # The command line's settings over the experiment's, once per experiment.
             settings = binding.settings.over(experiment.settings)
             caches_requests = bool(settings.cache_requests)
@@ -222,10 +265,30 @@ class ConfigItem(pytest.Item):
                 f"{key}:{value}" for key, value in flatten_params(params).items()
             )
 
+    def may_start_ahead(self) -> bool:
+        """Whether this config's program may start before its turn
+        (`--delphyne-concurrency`): a config to run whose `per_worker` succeeded (one
+        whose setup failed fails in its turn, with the setup's error)."""
+        if self.action != "run":
+            return False
+        try:
+            self.config.stash[worker_setup_key](self.binding, self.experiment)
+        except Exception:
+            return False
+        return True
+
     def runtest(self) -> None:
+        # What junitxml writes for each config, whatever it does; it reads the
+        # teardown's report, which carries them (see
+        # `DelphyneSession.pytest_runtest_makereport`).
+        self.junit_properties.extend(
+            (f"param.{key}", value)
+            for key, value in flatten_params(self.params).items()
+        )
         if self.action in ("run", "replay"):
             self.config.stash[worker_setup_key](self.binding, self.experiment)
         if self.action == "skip":
+            self._add_recorded_outcome()
             # Located at the config's item, not in this plugin, in the skip summary.
             raise pytest.skip.Exception(DONE_REASON, _use_item_location=True)
         if self.action == "report":
@@ -260,16 +323,12 @@ class ConfigItem(pytest.Item):
         write_files: bool,
         ledger: LedgerWriter | None = None,
     ) -> RunOptions:
-        settings = self.settings
         return RunOptions(
             config_name=self.config_name,
             directory=directory,
             cache_mode=cache_mode,
-            log_level=settings.log_level,
-            export_log=settings.export_log,
-            export_raw_trace=settings.export_raw_trace,
-            export_browsable_trace=settings.export_browsable_trace,
             params=self.params,
+            settings=self.settings,
             write_files=write_files,
             ledger=ledger,
         )
@@ -288,38 +347,20 @@ class ConfigItem(pytest.Item):
 
     def _run(self) -> None:
         binding = self.binding
-        cap = binding.options.max_price
-        if cap is not None and binding.meter.total() >= cap:
-            raise pytest.skip.Exception(
-                SPEND_CAP_REASON.format(cap=cap), _use_item_location=True
-            )
-        config_dir = layout.config_dir(binding.output_dir, self.config_name)
-        if binding.shares_output_dir:
-            directory = config_dir
-        else:
-            directory = Path(tempfile.mkdtemp(prefix=f"delphyne-{self.config_name}-"))
-        # A worker without the output directory counts in its scratch directory,
-        # whose ledger travels back with the config's files.
-        ledger = self._ledger(
-            binding.output_dir if binding.shares_output_dir else directory
-        )
         try:
-            record = execute(
-                self._run_factory(),
-                self._run_options(
-                    directory,
-                    cache_mode=self.decision.cache_mode,
-                    write_files=True,
-                    ledger=ledger,
-                ),
-            )
-        except KeyboardInterrupt:
-            # The config stays todo: its frames tell the user nothing, and a frame
-            # interrupted mid-instruction can lack the line number pytest's report
-            # of the interruption needs.
-            raise KeyboardInterrupt from None
-        finally:
-            ledger.close()
+            # Checks the spend cap; may have started this config ahead of its turn.
+            record, directory = run_config(self)
+        except KeyboardInterrupt as interrupt:
+            # The config stays todo; pytest's report of the interruption shows where
+            # the program was (its last frame), not this plugin.
+            raise interrupt.with_traceback(
+                without_plugin_frames(interrupt.__traceback__)
+            ) from None
+        except EndpointError as error:
+            # Not the config's failure: skipped, it stays todo, and the controller
+            # stops the session with this one line (`Recorder`).
+            self.user_properties.append((ENDPOINT_ERROR_PROPERTY, str(error)))
+            raise pytest.skip.Exception(str(error), _use_item_location=True) from None
         binding.meter.add(record.paid.price or 0.0)
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:
@@ -349,15 +390,29 @@ class ConfigItem(pytest.Item):
             files=files,
         )
         self.user_properties.append((RESULT_PROPERTY, encode_result(payload)))
-        # What junitxml writes for each config: it reads the teardown's report, which
-        # carries them (see `DelphyneSession.pytest_runtest_makereport`).
-        properties = self.junit_properties
-        properties.extend(
-            (f"param.{key}", value)
-            for key, value in flatten_params(self.params).items()
+        self._add_outcome_properties(record.success, spent)
+
+    def _add_outcome_properties(
+        self, success: bool | None, spent: dict[str, float]
+    ) -> None:
+        self.junit_properties.append(("success", success))
+        self.junit_properties.extend(
+            (f"spent.{key}", value) for key, value in spent.items()
         )
-        properties.append(("success", record.success))
-        properties.extend((f"spent.{key}", value) for key, value in spent.items())
+
+    def _add_recorded_outcome(self) -> None:
+        # A done config's outcome is in its result file: read only for junitxml.
+        if not self.config.getoption("xmlpath", None):
+            return
+        if not self.binding.shares_output_dir:
+            return
+        try:
+            recorded = read_result(
+                layout.config_dir(self.binding.output_dir, self.config_name)
+            )
+        except ResultFileError:
+            return
+        self._add_outcome_properties(recorded.success, recorded.spent.as_dict())
 
     def _replay(self) -> None:
         binding = self.binding
@@ -388,10 +443,13 @@ class ConfigItem(pytest.Item):
                 self._run_factory(),
                 self._run_options(directory, cache_mode="off", write_files=False),
             )
+            self._add_outcome_properties(record.success, record.spent.as_dict())
             if record.exception is not None:
                 raise record.exception
             return
         report = replay(self._run_factory(), directory)
+        replayed = report.replayed
+        self._add_outcome_properties(replayed.success, replayed.spent.as_dict())
         if report.replayed.exception is not None:
             raise report.replayed.exception
         if not report.matches:
@@ -413,9 +471,13 @@ class ConfigItem(pytest.Item):
         excinfo: ExceptionInfo[BaseException],
         style: TracebackStyle | None = None,
     ) -> str | TerminalRepr:
-        if isinstance(excinfo.value, StoredFailure | ReplayMismatch):
+        if isinstance(
+            excinfo.value, StoredFailure | ReplayMismatch | PlantedSymlinkError
+        ):
             return str(excinfo.value)
         excinfo.traceback = program_traceback(excinfo.traceback)
+        # The message may quote a credential the program read or a server echoed.
+        redact_exception(excinfo.value)
         return super().repr_failure(excinfo, style)
 
     def reportinfo(self) -> tuple[Path, int, str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne.discovery import ProvidedExperiment, locate_experiment
-from pytest_delphyne.plugin import settings_arguments
+from pytest_delphyne.options import settings_arguments
 from pytest_delphyne.settings import RunSettings
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ class RunRequest:
 
     Attributes:
         max_workers: Worker processes (xdist's `-n`); 1 runs in this process.
+        concurrency: Configs in flight in each process (`--delphyne-concurrency`).
         retry_errors: Also rerun the failed configs (pytest's `--lf`).
         interactive: Pressing Enter prints elapsed times and writes a snapshot.
         quiet: Less progress output (`-q`).
@@ -35,6 +36,7 @@ class RunRequest:
     """
 
     max_workers: int = 1
+    concurrency: int = 1
     retry_errors: bool = False
     interactive: bool = False
     quiet: bool = False
@@ -57,6 +59,9 @@ def pytest_arguments(
     ]
     if request.max_workers > 1:
         arguments += ["-n", str(request.max_workers)]
+    if request.concurrency != 1:
+        # Checked by the plugin, whose error names the option.
+        arguments.append(f"--delphyne-concurrency={request.concurrency}")
     if request.retry_errors:
         arguments.append("--lf")
     if request.quiet:

@@ -38,15 +38,14 @@ SNAPSHOTS_DIR = "snapshots"
 
 
 def path_stem(path: Path | str) -> str:
-    """The name of a file without its directory or any of its suffixes.
+    """The name of a file without its directory and its last suffix, as the
+    reference's (`exp.v2.py` gives `exp.v2`): the output directory an experiment names
+    after its script stays where the reference put it.
 
     Handy to name an output directory after the script that defines the experiment:
     `output_dir=f"output/{path_stem(__file__)}"`.
     """
-    path = Path(path)
-    while path.suffix:
-        path = path.with_suffix("")
-    return path.name
+    return Path(path).stem
 
 
 def state_file_path(output_dir: Path) -> Path:

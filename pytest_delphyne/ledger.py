@@ -160,17 +160,17 @@ def total_paid(
 
 @dataclass
 class LedgerReader:
-    """Reads a growing ledger incrementally: each `price_paid` call reads only the
-    lines appended since the last one (the spend cap asks before every config)."""
+    """Reads a growing ledger incrementally: each `paid` call reads only the lines
+    appended since the last one (the spend cap asks before every config)."""
 
     path: Path
     session: str
     _offset: int = field(default=0, init=False)
     _partial: bytes = field(default=b"", init=False)
-    _price: float = field(default=0.0, init=False)
+    _paid: dict[str, float] = field(default_factory=dict, init=False)
 
-    def price_paid(self) -> float:
-        """What the session paid, in price, as far as the ledger says."""
+    def paid(self) -> dict[str, float]:
+        """What the session paid, by budget field, as far as the ledger says."""
         with contextlib.suppress(FileNotFoundError), self.path.open("rb") as file:
             file.seek(self._offset)
             chunk = file.read()
@@ -180,5 +180,10 @@ class LedgerReader:
             self._partial = data[cut:]
             for payment in parse_payments(data[:cut]):
                 if payment.session == self.session:
-                    self._price += payment.spent.get("price", 0.0)
-        return self._price
+                    for name, value in payment.spent.items():
+                        self._paid[name] = self._paid.get(name, 0) + value
+        return dict(self._paid)
+
+    def price_paid(self) -> float:
+        """What the session paid, in price, as far as the ledger says."""
+        return self.paid().get("price", 0.0)

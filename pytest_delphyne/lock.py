@@ -142,6 +142,11 @@ class RunLock:
             raise ExperimentLockedError(
                 self.output_dir, read_lock_holder(self.output_dir)
             ) from None
+        except BaseException:
+            # A filesystem without flock is an error, never a fallback: a marker
+            # file in its place would outlive a killed holder.
+            os.close(fd)
+            raise
         _HELD[key] = [fd, 1]
         self._key = key
         holder = {
@@ -177,7 +182,9 @@ class RunLock:
         if held[1] > 0:
             return
         del _HELD[key]
-        with contextlib.suppress(FileNotFoundError):
+        # On a disk turned read-only the holder file stays; it names no holder
+        # once the lock itself is free, so the lock is released all the same.
+        with contextlib.suppress(OSError):
             self.holder_file.unlink()
         os.close(held[0])  # closing the last descriptor releases the flock
 

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.errors import DelphyneError, EndpointError
+from pytest_delphyne.redaction import add_secret, redact_exception
 
 if TYPE_CHECKING:
     import openai
@@ -39,6 +41,28 @@ UNKNOWN_PRICE_MESSAGE: Final = (
 CHAT_KEY: Final = "openai.chat.completions.create"
 """The cache key of chat requests (the request itself is model, messages, options)."""
 TRANSPORT_OPTIONS: Final = frozenset({"extra_headers", "extra_query", "timeout"})
+OPENAI_URL: Final = "https://api.openai.com/v1"
+NO_KEY: Final = "no-key"
+"""What is sent as the key to an endpoint of the user's (`base_url`) when none is
+given: the client refuses to send a request without one, and such an endpoint
+needs one only if it says so (a 401)."""
+UNREACHABLE_MESSAGE: Final = (
+    "cannot reach {url} ({cause}): start the server, or fix base_url"
+)
+NO_KEY_MESSAGE: Final = (
+    "no API key for {url}: set OPENAI_API_KEY, or pass OpenAIChatModel(api_key=...)"
+)
+KEY_NEEDED_MESSAGE: Final = (
+    "{url} needs an API key ({status}) and none was given: set OPENAI_API_KEY, or "
+    "pass OpenAIChatModel(api_key=...)"
+)
+KEY_REJECTED_MESSAGE: Final = (
+    "{url} rejected the API key ({status}): check OPENAI_API_KEY or api_key="
+)
+UNKNOWN_MODEL_MESSAGE: Final = (
+    "{url} does not serve model {model!r} ({status}): fix the model name or base_url"
+)
+
 """Options of the client's `create` that say how a request is sent, not what it asks."""
 
 
@@ -146,11 +170,15 @@ class OpenAIChatModel:
         model: the model name sent to the server, also the key of its price.
         base_url: the endpoint (e.g. "http://127.0.0.1:8000/v1"); default OpenAI's.
         api_key: default the `OPENAI_API_KEY` environment variable. Held in memory
-            only: it is not part of the cache key, the repr, or any file.
+            only: it is not part of the cache key, the repr, or any file. Needed by
+            OpenAI's endpoint; a `base_url` of your own needs one only if its server
+            asks for one.
         prices: entries added to (or replacing) `DEFAULT_PRICES`.
         price: this model's price, whatever the tables say.
-        max_retries: retries of a request after a rate limit (429), a connection
-            error, a timeout or a server error (5xx); then the error is raised.
+        max_retries: retries of a request after a rate limit (429), a timeout, a
+            connection that broke or a server error (5xx); then the error is raised.
+            What waiting cannot mend (no connection made, a missing or rejected
+            key, an unknown model) raises `EndpointError` at once.
         backoff: seconds before the first retry, doubled at each one (with jitter),
             at most `max_backoff`. A server's `Retry-After` is honoured up to it.
         timeout: seconds per attempt.
@@ -184,6 +212,22 @@ class OpenAIChatModel:
         self._api_key = api_key
         self._sleep = sleep
         self._client: openai.OpenAI | None = None
+        # Configs in flight in one process share the model, so its client: one
+        # connection pool (the client itself is safe to share between threads).
+        self._client_lock = threading.Lock()
+        self._keyless = False
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A model in `configs_context` travels to xdist workers: each process opens
+        # its own client (a lock and a connection pool do not cross processes).
+        state = dict(self.__dict__)
+        state["_client"] = None
+        del state["_client_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"OpenAIChatModel(model={self.model!r}, base_url={self.base_url!r})"
@@ -206,6 +250,8 @@ class OpenAIChatModel:
             BudgetExhausted: the budget was already reached (nothing is sent), or this
                 request went over it.
             CacheMissError: replaying a request that was not recorded.
+            EndpointError: the endpoint cannot serve this session (see
+                `endpoint_error`); the session stops, and the config stays todo.
             openai.APIError: the server refused the request, or kept failing.
         """
         env.check_budget()
@@ -252,15 +298,8 @@ class OpenAIChatModel:
         self, env: Environment, request: dict[str, Any], transport: dict[str, Any]
     ) -> dict[str, Any]:
         openai = _import_openai()
-        if self._client is None:
-            # The client's own retries are off: ours is the only retry loop, so that
-            # each attempt is logged and `max_retries` means what it says.
-            self._client = openai.OpenAI(
-                api_key=self._api_key or os.environ.get("OPENAI_API_KEY"),
-                base_url=self.base_url,
-                max_retries=0,
-                timeout=self.timeout,
-            )
+        remember_credentials(transport)
+        client = self._shared_client(openai)
         retryable = (
             openai.RateLimitError,
             openai.APIConnectionError,  # APITimeoutError included
@@ -268,9 +307,13 @@ class OpenAIChatModel:
         )
         for attempt in range(self.max_retries + 1):
             try:
-                response = self._client.chat.completions.create(**request, **transport)
-            except retryable as error:
-                if attempt == self.max_retries:
+                response = client.chat.completions.create(**request, **transport)
+            except openai.APIError as error:
+                fault = self.endpoint_error(error)
+                if fault is not None:
+                    raise fault from None
+                if not isinstance(error, retryable) or attempt == self.max_retries:
+                    redact_exception(error)
                     raise
                 delay = self._delay(attempt, error)
                 env.log(
@@ -281,12 +324,71 @@ class OpenAIChatModel:
                     error=type(error).__name__,
                 )
                 self._sleep(delay)
+            except Exception as error:
+                # A server may echo the request's headers in its refusal.
+                redact_exception(error)
+                raise
             else:
                 data: dict[str, Any] = response.model_dump(
                     mode="json", exclude_unset=True
                 )
                 return data
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _shared_client(self, module: Any) -> openai.OpenAI:
+        with self._client_lock:
+            if self._client is None:
+                api_key = self._api_key or os.environ.get("OPENAI_API_KEY")
+                if not api_key:
+                    if self.base_url is None:
+                        raise EndpointError(NO_KEY_MESSAGE.format(url=OPENAI_URL))
+                    api_key = NO_KEY
+                    self._keyless = True
+                add_secret(api_key)
+                # The client's own retries are off: ours is the only retry loop, so
+                # that each attempt is logged and `max_retries` means what it says.
+                self._client = module.OpenAI(
+                    api_key=api_key,
+                    base_url=self.base_url,
+                    max_retries=0,
+                    timeout=self.timeout,
+                )
+            return self._client
+
+    @property
+    def url(self) -> str:
+        """The endpoint requests go to."""
+        return (self.base_url or OPENAI_URL).rstrip("/")
+
+    def endpoint_error(self, error: Exception) -> EndpointError | None:
+        """The session-stopping error `error` means, if waiting cannot help: no
+        connection can be made (refused, unknown host), the key is missing or
+        rejected (401, 403), the model is unknown (404). None for the rest: a rate
+        limit, a server error or a timeout may pass, and is retried."""
+        openai = _import_openai()
+        url = self.url
+        if isinstance(error, openai.APITimeoutError):
+            return None
+        if isinstance(error, openai.APIConnectionError):
+            cause = error.__cause__
+            # A connection that could not be made; one that broke mid-way may not
+            # break again.
+            if cause is not None and type(cause).__name__ == "ConnectError":
+                return EndpointError(UNREACHABLE_MESSAGE.format(url=url, cause=cause))
+            return None
+        status = getattr(error, "status_code", None)
+        described = f"HTTP {status}"
+        if status == 401 and self._keyless:
+            return EndpointError(KEY_NEEDED_MESSAGE.format(url=url, status=described))
+        if status in (401, 403):
+            return EndpointError(KEY_REJECTED_MESSAGE.format(url=url, status=described))
+        if status == 404:
+            return EndpointError(
+                UNKNOWN_MODEL_MESSAGE.format(
+                    url=url, model=self.model, status=described
+                )
+            )
+        return None
 
     def _delay(self, attempt: int, error: Exception) -> float:
         delay: float = self.backoff * 2**attempt * (0.5 + random.random() / 2)
@@ -298,6 +400,15 @@ class OpenAIChatModel:
         if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
             delay = max(delay, float(retry_after))
         return float(min(delay, self.max_backoff))
+
+
+def remember_credentials(transport: Mapping[str, Any]) -> None:
+    """Every header and query value sent with a request may be a credential:
+    `redaction.redact` keeps them out of what is written or shown."""
+    for option in ("extra_headers", "extra_query"):
+        values = transport.get(option) or {}
+        for value in values.values():
+            add_secret(value)
 
 
 def _import_openai() -> Any:

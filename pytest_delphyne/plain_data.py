@@ -10,7 +10,7 @@ back as lists.
 from __future__ import annotations
 
 import json
-from typing import Any, Final
+from typing import Any, Final, TypeGuard
 
 import yaml
 
@@ -42,6 +42,45 @@ class NotPlainDataError(DelphyneError):
         )
 
 
+UNENCODABLE_MESSAGE: Final = (
+    "{path} is text that no file can hold: {text!r} has a lone surrogate (bytes "
+    "that were not UTF-8?); give valid Unicode text"
+)
+
+
+class UnencodableTextError(DelphyneError):
+    """Text with a lone surrogate (`"a\\udc80"`, what `os.fsdecode` makes of bytes
+    that are not UTF-8): no UTF-8 file can hold it, so a write would stop half-way.
+
+    Attributes:
+        path: where the text is, with what holds it ("Config.params['label']").
+        text: the text.
+    """
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        super().__init__(UNENCODABLE_MESSAGE.format(path=path, text=text))
+
+
+def is_encodable(text: str) -> bool:
+    """Whether `text` can be written as UTF-8 (ASCII text is decided without
+    encoding it)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_encodable(text: str, what: str, path: str) -> None:
+    if not is_encodable(text):
+        where = f"{what}{path}" if path.startswith("[") else f"{what}: {path}"
+        raise UnencodableTextError(where, text)
+
+
 def _key_error(what: str, path: str, key: object) -> NotPlainDataError:
     return NotPlainDataError(what, f"the key {key!r} of {path or 'it'}", key)
 
@@ -56,8 +95,12 @@ def plain_copy(value: Any, what: str, path: str = "") -> Any:
 
     Raises:
         NotPlainDataError: naming the first non-plain part and its type.
+        UnencodableTextError: naming text that no file can hold.
     """
-    if value is None or isinstance(value, bool | int | float | str):
+    if isinstance(value, str):
+        _check_encodable(value, what, path or "it")
+        return value
+    if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, list | tuple):
         return [plain_copy(item, what, f"{path}[{i}]") for i, item in enumerate(value)]
@@ -66,6 +109,7 @@ def plain_copy(value: Any, what: str, path: str = "") -> Any:
         for key, item in value.items():
             if not isinstance(key, str):
                 raise _key_error(what, path, key)
+            _check_encodable(key, what, f"the key {key!r} of {path or 'it'}")
             copy[key] = plain_copy(item, what, f"{path}[{key!r}]")
         return copy
     raise NotPlainDataError(what, path or "it", value)
@@ -74,13 +118,19 @@ def plain_copy(value: Any, what: str, path: str = "") -> Any:
 _SCALAR_TYPES: Final = frozenset({type(None), bool, int, float, str})
 
 
-def _is_flat_plain(value: object) -> bool:
+def _is_flat_plain(value: object) -> TypeGuard[dict[str, object]]:
     # The common case, checked 10x faster: a dict of str keys and exact scalars (a
     # config's params). Anything else takes the walk that names the culprit.
     return (
         type(value) is dict
         and all(type(key) is str for key in value)
         and all(type(item) in _SCALAR_TYPES for item in value.values())
+    )
+
+
+def _all_text_encodable(flat: dict[str, object]) -> bool:
+    return all(is_encodable(key) for key in flat) and all(
+        is_encodable(item) for item in flat.values() if type(item) is str
     )
 
 
@@ -94,13 +144,17 @@ def check_plain_data(value: object, what: str) -> None:
     Raises:
         NotPlainDataError: naming the path of the first offending part (for example
             `[2]['x']`) and its type.
+        UnencodableTextError: naming the path of text that no file can hold.
     """
-    if _is_flat_plain(value):
+    if _is_flat_plain(value) and _all_text_encodable(value):
         return
     stack: list[tuple[object, str]] = [(value, "")]
     while stack:
         item, path = stack.pop()
-        if item is None or isinstance(item, bool | int | float | str):
+        if isinstance(item, str):
+            _check_encodable(item, what, path or "it")
+            continue
+        if item is None or isinstance(item, bool | int | float):
             continue
         if isinstance(item, list | tuple):
             stack.extend(
@@ -110,6 +164,7 @@ def check_plain_data(value: object, what: str) -> None:
             for key in reversed(list(item)):
                 if not isinstance(key, str):
                     raise _key_error(what, path, key)
+                _check_encodable(key, what, f"the key {key!r} of {path or 'it'}")
                 stack.append((item[key], f"{path}[{key!r}]"))
         else:
             raise NotPlainDataError(what, path or "it", item)
@@ -162,6 +217,34 @@ def load_yaml(text: str | bytes) -> Any:
         yaml.YAMLError: not YAML; `yaml_error_line` says where.
     """
     return yaml.load(text, Loader=_Loader)
+
+
+ALIAS_PROBLEM: Final = (
+    "YAML anchors and aliases (&name, *name) are refused here: this file is never "
+    "written with them, and nested ones expand beyond any memory; write each value "
+    "out in full"
+)
+
+
+def first_alias_line(text: str) -> int | None:
+    """The line (from 1) of the first anchor or alias in `text`, if it has any.
+
+    A few lines of nested aliases (`&a [*b, *b, ...]`) expand into billions of
+    nodes; a file the project never writes with aliases (the state) refuses them
+    before any data is built. Only the parser's events are read, so nothing is
+    expanded, and text with neither `&` nor `*` is not parsed at all.
+
+    Raises:
+        yaml.YAMLError: the text is not YAML.
+    """
+    if "&" not in text and "*" not in text:
+        return None
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            mark = event.start_mark
+            line: int = mark.line + 1 if mark is not None else 1
+            return line
+    return None
 
 
 def yaml_error_line(error: yaml.YAMLError) -> int | None:

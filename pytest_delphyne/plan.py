@@ -17,6 +17,7 @@ from pytest_delphyne import layout
 from pytest_delphyne.items import describe_params
 from pytest_delphyne.selection import decide_action
 from pytest_delphyne.wire import ExperimentPlan, PlannedConfig, file_identity
+from pytest_delphyne.wording import plural, verb_agreeing
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -125,7 +126,7 @@ def file_id(path: Path, rootpath: Path) -> str:
 
 
 UNNAMED_PLAN_MESSAGE = (
-    "delphyne: {count} more configs listed by the code are not in the state yet: "
+    "delphyne: {count} listed by the code {are} not in the state yet: "
     "the run in progress holds the lock, and a run names them when it starts"
 )
 
@@ -165,22 +166,33 @@ def plan_lines(
             actions[action] = actions.get(action, 0) + 1
         attr = plan["attr"]
         summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())
-        lines.append(f"delphyne: {attr}: {len(plan['configs'])} configs ({summary})")
+        configs = plural(len(plan["configs"]), "config")
+        lines.append(f"delphyne: {attr}: {configs} ({summary})")
         lines.extend(
             f"delphyne: {attr}: {notice}" for notice in (notices or {}).get(key, [])
         )
-        if actions.get("report"):
+        reported = actions.get("report", 0)
+        if reported:
             lines.append(
-                f"delphyne: {actions['report']} failed configs are reported from "
-                "the state without running; use --lf to retry them"
+                f"delphyne: {plural(reported, 'failed config')} "
+                f"{verb_agreeing(reported, 'is', 'are')} reported from the state "
+                f"without running; use --lf to retry "
+                f"{verb_agreeing(reported, 'it', 'them')}"
             )
         if unnamed.get(key):
-            lines.append(UNNAMED_PLAN_MESSAGE.format(count=unnamed[key]))
-        if plan["orphans"]:
+            count = unnamed[key]
             lines.append(
-                f"delphyne: {len(plan['orphans'])} configs in the state are no "
-                "longer listed by the code (--co names them; the clean-index "
-                "command removes them)"
+                UNNAMED_PLAN_MESSAGE.format(
+                    count=plural(count, "more config"),
+                    are=verb_agreeing(count, "is", "are"),
+                )
+            )
+        if plan["orphans"]:
+            orphans = len(plan["orphans"])
+            lines.append(
+                f"delphyne: {plural(orphans, 'config')} in the state "
+                f"{verb_agreeing(orphans, 'is', 'are')} no longer listed by the code "
+                "(--co names them; the clean-index command removes them)"
             )
         if collect_only and (plan["configs"] or plan["orphans"]):
             # One block, written at once: 100,000 lines written one by one cost

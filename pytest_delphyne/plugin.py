@@ -18,17 +18,27 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
+from pytest_delphyne.concurrency import (
+    WORKSTEAL_MESSAGE,
+    ConfigPool,
+    SessionQueue,
+    pool_key,
+)
 from pytest_delphyne.controller import Controller, SessionReports
 from pytest_delphyne.discovery import ExperimentSpec
-from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.memory import freeze_at_exit, session_long_lived
+from pytest_delphyne.options import (
+    add_options,
+    apply_ini_settings,
+    command_line_settings,
+    experiment_specs,
+    selection_options,
+)
 from pytest_delphyne.recorder import Recorder
-from pytest_delphyne.selection import SelectionOptions
 from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
-from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.snapshots import InteractiveSnapshots
 from pytest_delphyne.wire import worker_input
-from pytest_delphyne.workers import XdistHooks, start_worker
+from pytest_delphyne.workers import XdistHooks, start_worker, worker_queue
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -41,6 +51,7 @@ xdist_hooks_key = pytest.StashKey[XdistHooks]()
 recorder_key = pytest.StashKey[Recorder]()
 reports_key = pytest.StashKey[SessionReports]()
 snapshots_key = pytest.StashKey[InteractiveSnapshots]()
+# The pool's key is `concurrency.pool_key`: items find the pool through it.
 interactive_input_key = pytest.StashKey[IO[str]]()
 
 # Each registered object's stash key and plugin name, in the order of registration.
@@ -50,206 +61,13 @@ _PLUGIN_KEYS: tuple[tuple[pytest.StashKey[Any], str], ...] = (
     (recorder_key, "delphyne-recorder"),
     (reports_key, "delphyne-report"),
     (snapshots_key, "delphyne-snapshots"),
-)
-
-# The settings of `RunSettings` the command line overrides, as on/off options: the
-# setting, its option's name, help.
-SETTING_OPTIONS = (
-    ("cache_requests", "cache", "Record and replay oracle calls"),
-    ("export_log", "log", "Write each config's log.txt"),
-    ("export_raw_trace", "raw-trace", "Write each config's trace.yaml"),
-    ("export_browsable_trace", "browsable-trace", "Write each config's trace.html"),
-    (
-        "verbose_snapshots",
-        "verbose-snapshots",
-        "Put each running config's recent log in interactive snapshots",
-    ),
+    (pool_key, "delphyne-concurrency"),
 )
 
 
+@pytest.hookimpl
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("delphyne", "experiments of oracular programs")
-    group.addoption(
-        "--delphyne-exp",
-        action="append",
-        dest="delphyne_exp",
-        default=[],
-        metavar="PATH[::ATTR]",
-        help="Experiment file whose configs to run as tests, with the attribute "
-        "naming the Experiment when the file defines several (repeatable)",
-    )
-    group.addoption(
-        "--delphyne-replay",
-        action="store_true",
-        dest="delphyne_replay",
-        default=False,
-        help="Replay done and failed configs from their caches, without LLM calls, "
-        "and fail those whose outcome differs from the recorded one",
-    )
-    group.addoption(
-        "--delphyne-max-price",
-        action="store",
-        type=float,
-        dest="delphyne_max_price",
-        default=None,
-        metavar="PRICE",
-        help="Start no more configs once this session has spent PRICE; the rest "
-        "stay todo",
-    )
-    group.addoption(
-        "--delphyne-reuse-cache",
-        action="store_true",
-        dest="delphyne_reuse_cache",
-        default=False,
-        help="Let retried configs replay the calls their failed attempt recorded "
-        "instead of paying for them again",
-    )
-    for setting, name, what in SETTING_OPTIONS:
-        dest = f"delphyne_{setting}"
-        group.addoption(
-            f"--delphyne-{name}",
-            action="store_true",
-            dest=dest,
-            default=None,
-            help=f"{what}, whatever the experiment says",
-        )
-        group.addoption(
-            f"--delphyne-no-{name}",
-            action="store_false",
-            dest=dest,
-            default=None,
-            help=f"Do not {what[0].lower()}{what[1:]}",
-        )
-    group.addoption(
-        "--delphyne-log-level",
-        action="store",
-        dest="delphyne_log_level",
-        default=None,
-        choices=LOG_LEVELS,
-        help="Lowest level of the log messages kept, whatever the experiment says",
-    )
-    group.addoption(
-        "--delphyne-interactive",
-        action="store_true",
-        dest="delphyne_interactive",
-        default=False,
-        help="Pressing Enter prints each running config's elapsed time and writes "
-        "a snapshot of the running configs under the output directory",
-    )
-    group.addoption(
-        "--delphyne-report",
-        action="store",
-        dest="delphyne_report",
-        default=None,
-        metavar="PATH",
-        help="At session end, write the experiment's HTML report to PATH (needs "
-        "the 'report' extra)",
-    )
-    group.addoption(
-        "--delphyne-report-group-by",
-        action="store",
-        dest="delphyne_report_group_by",
-        default=None,
-        metavar="NAMES",
-        help="Hyperparameters, comma-separated, whose values each get their own "
-        "scaling curve in the report",
-    )
-    parser.addini(
-        "delphyne_exp",
-        type="linelist",
-        help="Experiment files to run as tests, as with --delphyne-exp",
-        default=[],
-    )
-    parser.addini(
-        "delphyne_max_price",
-        type="string",
-        help="A spend cap for each session, as --delphyne-max-price",
-        default="",
-    )
-    parser.addini(
-        "delphyne_reuse_cache",
-        type="bool",
-        help="Let retried configs replay what their failed attempt paid for, as "
-        "--delphyne-reuse-cache",
-        default=False,
-    )
-    parser.addini(
-        "delphyne_log_level",
-        type="string",
-        help="Lowest level of the log messages kept, as --delphyne-log-level",
-        default="",
-    )
-
-
-def apply_ini_settings(config: pytest.Config) -> None:
-    """The ini file's settings, for the options the command line leaves unset (a
-    lab's spend cap in its pytest.ini, say); the command line wins."""
-    option = config.option
-    where = config.inipath or "the ini file"
-    price = str(config.getini("delphyne_max_price")).strip()
-    if option.delphyne_max_price is None and price:
-        try:
-            option.delphyne_max_price = float(price)
-        except ValueError:
-            raise pytest.UsageError(
-                f"delphyne_max_price in {where}: {price!r} is not a price"
-            ) from None
-    if not option.delphyne_reuse_cache and config.getini("delphyne_reuse_cache"):
-        option.delphyne_reuse_cache = True
-    level = str(config.getini("delphyne_log_level")).strip()
-    if option.delphyne_log_level is None and level:
-        if level not in LOG_LEVELS:
-            raise pytest.UsageError(
-                f"delphyne_log_level in {where}: {level!r} is not one of "
-                f"{', '.join(LOG_LEVELS)}"
-            )
-        option.delphyne_log_level = level
-
-
-def experiment_specs(config: pytest.Config) -> list[ExperimentSpec]:
-    """The experiments of this session: the command line's, else the ini file's."""
-    given: list[str] = config.getoption("delphyne_exp")
-    if given:
-        base = config.invocation_params.dir
-        return [ExperimentSpec.parse(text, base) for text in given]
-    from_ini: list[str] = config.getini("delphyne_exp")
-    base = config.inipath.parent if config.inipath else config.rootpath
-    return [ExperimentSpec.parse(text, base) for text in from_ini]
-
-
-def selection_options(config: pytest.Config) -> SelectionOptions:
-    """What decides each config's action, from the command line and the ini file."""
-    return SelectionOptions(
-        # The cache provider defines these; `-p no:cacheprovider` removes them.
-        last_failed=bool(config.getoption("lf", False)),
-        failed_first=bool(config.getoption("failedfirst", False)),
-        replay=bool(config.getoption("usepdb"))
-        or bool(config.getoption("delphyne_replay")),
-        reuse_cache=bool(config.getoption("delphyne_reuse_cache")),
-        max_price=config.getoption("delphyne_max_price"),
-    )
-
-
-def command_line_settings(config: pytest.Config) -> RunSettings:
-    """The command line's (and the ini file's) overrides of the experiments'
-    settings."""
-    values = {
-        setting: config.getoption(f"delphyne_{setting}")
-        for setting, _, _ in SETTING_OPTIONS
-    }
-    return RunSettings(log_level=config.getoption("delphyne_log_level"), **values)
-
-
-def settings_arguments(settings: RunSettings) -> list[str]:
-    """The command-line options that give `settings` (the launcher's `run`)."""
-    arguments: list[str] = []
-    for setting, name, _ in SETTING_OPTIONS:
-        value = getattr(settings, setting)
-        if value is not None:
-            arguments.append(f"--delphyne-{name}" if value else f"--delphyne-no-{name}")
-    if settings.log_level is not None:
-        arguments.append(f"--delphyne-log-level={settings.log_level}")
-    return arguments
+    add_options(parser)
 
 
 # wrapper, tryfirst: around pytest's capture plugin, which replaces the standard input
@@ -313,6 +131,7 @@ def pytest_configure(config: pytest.Config) -> None:
         else:
             _start_controller(config, session, specs)
         session.align_last_failed()
+    _start_pool(config, is_worker=workerinput is not None)
     paths = [str(path) for path in session.bindings]
     if config.args_source != pytest.Config.ArgsSource.ARGS:
         # Without positional paths, the experiments are the whole test run.
@@ -338,6 +157,7 @@ def _start_controller(
                 controller.setup_bytes,
                 controller.spend_ledger,
                 on_worker_collection=session.write_plan_lines,
+                shipped_experiments=controller.shipped_experiments,
             ),
         )
     if not controller.runs_configs:
@@ -371,6 +191,42 @@ def _start_controller(
             snapshots_key,
             InteractiveSnapshots(config, recorder, source, session.settings),
         )
+
+
+def configs_in_flight(config: pytest.Config) -> int:
+    """How many configs each process keeps in flight: one under `--pdb` and
+    `--delphyne-replay`, which run one config at a time."""
+    if selection_options(config).replay:
+        return 1
+    return int(config.getoption("delphyne_concurrency") or 1)
+
+
+def _start_pool(config: pytest.Config, *, is_worker: bool) -> None:
+    concurrency = configs_in_flight(config)
+    if concurrency == 1 or config.getoption("collectonly"):
+        return
+    if config.getoption("dist", "no") == "worksteal":
+        raise pytest.UsageError(WORKSTEAL_MESSAGE.format(value=concurrency))
+    if is_worker:
+        _register(
+            config, pool_key, ConfigPool(config, concurrency, worker_queue(config))
+        )
+        return
+    recorder = config.stash.get(recorder_key, None)
+    xdist = config.stash.get(xdist_hooks_key, None)
+    if xdist is not None and recorder is not None:
+        xdist.on_unfinished = recorder.mark_unfinished
+        xdist.concurrency = concurrency
+    _register(
+        config,
+        pool_key,
+        ConfigPool(
+            config,
+            concurrency,
+            SessionQueue().upcoming,
+            on_unfinished=recorder.mark_unfinished if recorder is not None else None,
+        ),
+    )
 
 
 @pytest.hookimpl

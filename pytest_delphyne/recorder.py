@@ -11,6 +11,7 @@ summary when every config is done, and reports what was spent.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,11 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.files import atomic_write
+from pytest_delphyne.files import (
+    PlantedSymlinkError,
+    atomic_write,
+    refuse_symlinks,
+)
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
 from pytest_delphyne.ledger import (
     LedgerReader,
@@ -30,20 +35,25 @@ from pytest_delphyne.ledger import (
     total_paid,
 )
 from pytest_delphyne.lock import LockLostError, RunLock
+from pytest_delphyne.progress import CostProgress, progress_line
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
-from pytest_delphyne.state import ConfigUpdate, StateEditedError, Status, params_key
+from pytest_delphyne.state import ConfigUpdate, Status, params_key
+from pytest_delphyne.state_store import StateEditedError
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.wire import (
+    ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
     ExperimentPlan,
     ResultPayload,
     decode_result,
 )
+from pytest_delphyne.wording import shown_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pytest_delphyne.concurrency import UnfinishedConfig
     from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.workers import XdistHooks
 
@@ -106,6 +116,7 @@ class RecordedExperiment:
 
 
 def _write_shipped_file(path: Path, data: bytes) -> None:
+    refuse_symlinks([path.parent, path])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, data, durable=False)
 
@@ -140,6 +151,12 @@ class Recorder:
                 self._by_item_name.setdefault(item_name, []).append(
                     (exp, planned["name"])
                 )
+        self.progress = CostProgress(
+            interval=config.getoption("delphyne_progress_interval", 30.0)
+        )
+        self._to_run = sum(len(found) for found in self._by_item_name.values())
+        self._finished = 0
+        self._shown = 0
         self.interrupted = False
         self.storage_error: str | None = None
         self.sigint = SigintGuard(on_stop_after_saving=self._say_saved)
@@ -169,6 +186,8 @@ class Recorder:
     # as properties.
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self._stop_at_endpoint_error(report)
         payload = self._pop_payload(report)
         if payload is not None:
             # Every report of an item carries its properties; the call's is the one.
@@ -181,6 +200,12 @@ class Recorder:
             found = self._config_of(report.nodeid)
             if found is not None:
                 found[0].running.pop(found[1], None)
+
+    def _stop_at_endpoint_error(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == ENDPOINT_ERROR_PROPERTY:
+                self._stop(f"delphyne: {value}")
+                return
 
     @staticmethod
     def _pop_payload(report: pytest.TestReport) -> ResultPayload | None:
@@ -233,6 +258,36 @@ class Recorder:
             exp.results[name] = KnownResult(payload["success"], payload["spent"])
         exp.running.pop(name, None)
         self._check_spend_cap()
+        self._finished += 1
+
+    # After the terminal's own letter for the config: the line does not split it.
+    @pytest.hookimpl
+    def pytest_runtest_logfinish(self) -> None:
+        if self._finished == self._shown:
+            return
+        if self.config.get_verbosity() < 0 or not self.progress.due():
+            return
+        self._shown = self._finished
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            # Under xdist the letters of the configs are written without a file
+            # name, which `write_line` would not end: a line of its own.
+            open_line: int = getattr(terminal, "_width_of_current_line", 0)
+            if open_line and not terminal.currentfspath:
+                terminal.write("\n")
+            terminal.write_line(
+                progress_line(self._finished, self._to_run, self.session_spent())
+            )
+
+    def mark_unfinished(self, unfinished: list[UnfinishedConfig]) -> None:
+        """Configs whose programs started ahead of their items and were not
+        reported: the session stopped while they were in flight."""
+        for entry in unfinished:
+            exp = self.experiments.get(entry["experiment"])
+            if exp is not None:
+                exp.running.setdefault(
+                    entry["config"], datetime.fromisoformat(entry["start_time"])
+                )
 
     def _record_failure_without_payload(self, report: pytest.TestReport) -> None:
         found = self._config_of(report.nodeid)
@@ -244,12 +299,14 @@ class Recorder:
             if report.when not in ("setup", "call")
             else f"an error during {report.when}"
         )
-        _write_shipped_file(
-            exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
-            NO_REPORT_MESSAGE.format(
-                name=name, reason=reason, details=report.longreprtext
-            ).encode(),
-        )
+        with contextlib.suppress(PlantedSymlinkError):
+            # The item's own failure already names the link.
+            _write_shipped_file(
+                exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
+                NO_REPORT_MESSAGE.format(
+                    name=name, reason=reason, details=report.longreprtext
+                ).encode(),
+            )
         start = exp.running.pop(name, None)
         exp.experiment.store.record(
             ConfigUpdate(
@@ -269,6 +326,9 @@ class Recorder:
             return
         try:
             record(argument)
+        except PlantedSymlinkError as error:
+            self.storage_error = f"delphyne: {error}"
+            self._stop(self.storage_error)
         except OSError as error:
             exp = next(iter(self.experiments.values()))
             for candidate in self.experiments.values():
@@ -297,8 +357,9 @@ class Recorder:
         if session is not None:
             session.shouldstop = reason
 
-    def session_price_paid(self) -> float:
-        """What this session paid, in price, as the experiments' ledgers say."""
+    def session_spent(self) -> dict[str, float]:
+        """What this session paid, by budget field, as the experiments' ledgers
+        say."""
         if self._ledger_readers is None:
             self._ledger_readers = [
                 LedgerReader(
@@ -307,7 +368,15 @@ class Recorder:
                 )
                 for exp in self.experiments.values()
             ]
-        return sum(reader.price_paid() for reader in self._ledger_readers)
+        total: dict[str, float] = {}
+        for reader in self._ledger_readers:
+            for name, value in reader.paid().items():
+                total[name] = total.get(name, 0) + value
+        return total
+
+    def session_price_paid(self) -> float:
+        """What this session paid, in price, as the experiments' ledgers say."""
+        return self.session_spent().get("price", 0.0)
 
     @pytest.hookimpl
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -329,8 +398,13 @@ class Recorder:
         if not (self.interrupted and self._by_item_name):
             return None
         return STATE_SAVED_MESSAGE.format(
-            path=layout.state_file_path(exp.experiment.absolute_output_dir)
+            path=self._display(
+                layout.state_file_path(exp.experiment.absolute_output_dir)
+            )
         )
+
+    def _display(self, path: Path) -> str:
+        return shown_path(path, self.config.invocation_params.dir)
 
     @pytest.hookimpl
     def pytest_unconfigure(self) -> None:
@@ -432,7 +506,7 @@ class Recorder:
         for exp in self.experiments.values():
             status = exp.experiment.get_status()
             write(
-                f"{exp.attr} ({exp.experiment.absolute_output_dir}): "
+                f"{exp.attr} ({self._display(exp.experiment.absolute_output_dir)}): "
                 f"{status['done']} done, {status['failed']} failed, "
                 f"{status['todo']} todo"
             )
@@ -442,7 +516,7 @@ class Recorder:
             write(f"  paid in total: {describe_budget(total_paid(payments))}")
             write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
             if exp.summary_path is not None:
-                write(f"  summary: {exp.summary_path}")
+                write(f"  summary: {self._display(exp.summary_path)}")
             for problem in exp.problems:
                 write(problem, red=True)
             if self.storage_error is not None and not exp.problems:

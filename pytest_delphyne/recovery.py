@@ -17,18 +17,25 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pytest_delphyne import layout
 from pytest_delphyne.identity import ConfigParamsError
 from pytest_delphyne.results import ResultFileError, read_result
-from pytest_delphyne.state import SET_ASIDE_MESSAGE, ConfigUpdate
+from pytest_delphyne.state import ConfigUpdate
+from pytest_delphyne.state_store import (
+    SET_ASIDE_KEPT,
+    SET_ASIDE_MESSAGE,
+    SET_ASIDE_PENDING,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.identity import ConfigCodec
     from pytest_delphyne.state import ExperimentState
 
 C = TypeVar("C")
 
 RECOVERED_MESSAGE = "recorded from its result file, not run again: {names}"
+RECOVERABLE_MESSAGE = (
+    "a complete result file, recorded by the next run instead of running: {names}"
+)
 
 
 def _utc(time: Any) -> datetime | None:
@@ -75,12 +82,14 @@ def recover_results(
     return sorted(recovered)
 
 
-def describe_set_aside(experiment: Experiment[Any]) -> str:
-    """What the last `load()` set aside of the journal, for a person."""
-    output_dir = experiment.absolute_output_dir
+def describe_set_aside(output_dir: Path, names: list[str], *, kept: bool) -> str:
+    """What a load set aside of the journal of `output_dir` (the configs `names`
+    its records name), for a person; `kept`: the aside file holds them already
+    (a reader that writes nothing leaves them to the next run)."""
     return SET_ASIDE_MESSAGE.format(
-        count=len(experiment.set_aside),
+        count=len(names),
         state_file=layout.state_file_path(output_dir),
-        names=", ".join(experiment.set_aside),
+        names=", ".join(names),
+        kept=SET_ASIDE_KEPT if kept else SET_ASIDE_PENDING,
         aside_file=output_dir / layout.JOURNAL_ASIDE_FILE,
     )

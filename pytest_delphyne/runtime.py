@@ -19,12 +19,11 @@ recorded one.
 from __future__ import annotations
 
 import time
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from pytest_delphyne import layout
 from pytest_delphyne.cache import READ_ONLY_CACHE_MODES, CacheMode, RequestCache
@@ -38,18 +37,20 @@ from pytest_delphyne.environment import (
     Environment,
     LogLevel,
 )
-from pytest_delphyne.files import atomic_write
+from pytest_delphyne.errors import EndpointError
+from pytest_delphyne.files import atomic_write, refuse_symlinks
 from pytest_delphyne.ledger import LedgerWriter
 from pytest_delphyne.plain_data import plain_copy
+from pytest_delphyne.redaction import redact
 from pytest_delphyne.results import (
     RecordedResult,
     ResultFileError,
     read_result,
     write_result,
 )
+from pytest_delphyne.settings import DEFAULT_SETTINGS, RunSettings
+from pytest_delphyne.tracebacks import format_user_frames
 from pytest_delphyne.traces import write_traces
-
-T = TypeVar("T")
 
 RETURNED_VALUES: Final = "the value returned by the program"
 
@@ -108,10 +109,21 @@ class Run:
     export_raw_trace: bool | None = None
     export_browsable_trace: bool | None = None
 
+    @property
+    def settings(self) -> RunSettings:
+        """The run's own settings, which the experiment's and the command line's
+        override."""
+        return RunSettings(
+            log_level=self.log_level,
+            export_log=self.export_log,
+            export_raw_trace=self.export_raw_trace,
+            export_browsable_trace=self.export_browsable_trace,
+        )
+
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How `execute` runs one config; `None` settings keep the `Run`'s own.
+    """How `execute` runs one config.
 
     Attributes:
         config_name: the config's name (stored in `result.yaml`, given to `env`).
@@ -120,7 +132,8 @@ class RunOptions:
             retry that reuses the calls already paid, "replay" to replay (and
             "replay_first_miss_live" to replay a config that raised).
         params: the config's parameters as plain data, stored in `result.yaml`.
-        log_level, export_log, export_raw_trace, export_browsable_trace: overrides.
+        settings: overrides of the `Run`'s log level and exports (the experiment's
+            and the command line's); `None` fields keep the `Run`'s own.
         write_files: False writes nothing at all (replays); then only the replay
             cache modes and "off" make sense, and other modes are run as "off".
         ledger: where each amount paid is counted as it is paid, if anywhere.
@@ -130,10 +143,7 @@ class RunOptions:
     directory: Path
     cache_mode: CacheMode = "create"
     params: Mapping[str, Any] = field(default_factory=dict)
-    log_level: LogLevel | None = None
-    export_log: bool | None = None
-    export_raw_trace: bool | None = None
-    export_browsable_trace: bool | None = None
+    settings: RunSettings = field(default_factory=RunSettings)
     write_files: bool = True
     ledger: LedgerWriter | None = None
 
@@ -180,10 +190,6 @@ class RunRecord:
         return (RunRecord, (*values[:-1], None))
 
 
-def _pick(override: T | None, own: T | None, default: T) -> T:
-    return override if override is not None else own if own is not None else default
-
-
 def _outcome(returned: Any) -> Outcome:
     if returned is None:
         return Outcome(False, [])
@@ -193,16 +199,24 @@ def _outcome(returned: Any) -> Outcome:
     return Outcome(True, plain_copy([returned], RETURNED_VALUES, "values"))
 
 
-def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
+def execute(
+    run_factory: Callable[[], Run],
+    options: RunOptions,
+    *,
+    on_environment: Callable[[Environment], None] | None = None,
+) -> RunRecord:
     """Run one config, write its files, and say what happened.
 
     Everything the factory and the program raise (an `Exception`) is the config's
-    failure: it is recorded, not raised. `KeyboardInterrupt` and `SystemExit`
-    propagate (the config was interrupted), the files written so far staying put.
+    failure: it is recorded, not raised. An `EndpointError` (the environment's
+    fault), `KeyboardInterrupt` and `SystemExit` propagate (the config did not end),
+    the files written so far staying put.
 
     Arguments:
         run_factory: builds the `Run`, typically `lambda: config.instantiate(ctx)`.
         options: see `RunOptions`.
+        on_environment: called with the program's `env` before the program starts
+            (a caller running several configs at once reads what each paid so far).
 
     Returns:
         The `RunRecord`; `result.yaml` (or `exception.txt`), `log.txt`, `cache.yaml`
@@ -217,6 +231,8 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
         except FileNotFoundError:
             directory.mkdir(parents=True, exist_ok=True)
         except FileExistsError:
+            # A directory just created holds no link planted by someone else.
+            refuse_symlinks([directory, *(directory / name for name in _WRITTEN_FILES)])
             # A retry's files must not be mistaken for this run's (a directory just
             # created has none: five system calls saved per config).
             for stale in _RUN_FILES:
@@ -231,25 +247,31 @@ def execute(run_factory: Callable[[], Run], options: RunOptions) -> RunRecord:
     traces = (False, False)
     try:
         run = run_factory()
+        chosen = options.settings.over(run.settings).over(DEFAULT_SETTINGS)
         traces = (
-            _pick(options.export_raw_trace, run.export_raw_trace, False) and write,
-            _pick(options.export_browsable_trace, run.export_browsable_trace, False)
-            and write,
+            bool(chosen.export_raw_trace) and write,
+            bool(chosen.export_browsable_trace) and write,
         )
-        export_log = _pick(options.export_log, run.export_log, True) and write
+        export_log = bool(chosen.export_log) and write
         cache_path = None if mode == "off" else directory / layout.CACHE_FILE
         env = Environment(
             options.config_name,
             RequestCache(cache_path, mode),
             limit=run.budget,
-            log_level=_pick(options.log_level, run.log_level, DEFAULT_LOG_LEVEL),
+            log_level=chosen.log_level or DEFAULT_LOG_LEVEL,
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
             on_paid=options.ledger.record if options.ledger is not None else None,
         )
+        if on_environment is not None:
+            on_environment(env)
         outcome = _outcome(run.program(env, **run.args))
     except BudgetExhausted as stop:
         exhausted = str(stop)
+    except EndpointError:
+        # The environment's fault, not the config's: nothing of it is recorded
+        # as the config's outcome (the session stops; the config stays todo).
+        raise
     except Exception as exception:
         error = exception
     finally:
@@ -291,11 +313,13 @@ _RUN_FILES: Final = (
 )
 
 
+_WRITTEN_FILES: Final = (*_RUN_FILES, layout.CACHE_FILE)
+
+
 def _format_traceback(error: BaseException) -> str:
-    tb = error.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next  # the frames of `execute` say nothing about the program
-    return "".join(traceback.format_exception(type(error), error, tb))
+    # The frames of `execute`, `env.compute` or the model say nothing about the
+    # program; a message may quote a credential the program read or a server echoed.
+    return redact(format_user_frames(error))
 
 
 def _recorded(record: RunRecord, params: Mapping[str, Any]) -> RecordedResult:
@@ -364,7 +388,7 @@ def replay(
         directory=directory,
         cache_mode="replay" if recorded_traceback is None else "replay_first_miss_live",
         params=recorded.params if recorded else {},
-        log_level=log_level,
+        settings=RunSettings(log_level=log_level),
         write_files=False,
     )
     replayed = execute(run_factory, options)

@@ -27,7 +27,15 @@ from pytest_delphyne.items import (
 )
 from pytest_delphyne.ledger import new_attempt_id
 from pytest_delphyne.plan import plan_lines
-from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, SelectionOptions
+from pytest_delphyne.retry import (
+    has_nothing_to_retry,
+    last_failed_status,
+    nothing_to_retry_line,
+)
+from pytest_delphyne.selection import (
+    ACTIONS_THAT_RUN_PROGRAMS,
+    SelectionOptions,
+)
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SpendMeter
 from pytest_delphyne.wire import RESULT_PROPERTY, ExperimentPlan, item_id_prefix
@@ -140,6 +148,46 @@ class DelphyneSession:
             # created; it must see the state's failures instead.
             lfplugin._last_failed_paths = lfplugin.get_last_failed_paths()
 
+    def _restate_last_failed(self, items: Sequence[pytest.Item]) -> None:
+        # pytest's status line would count todo configs as previous failures, and
+        # say "no previously failed tests" when every config is done.
+        lfplugin = self.config.pluginmanager.get_plugin("lfplugin")
+        if lfplugin is None or not self.bindings:
+            return
+        statuses = {
+            (plan["key"], planned["name"]): planned["status"]
+            for plan in self.plans
+            for planned in plan["configs"]
+        }
+        counts = {"failed": 0, "todo": 0}
+        other_tests = 0
+        for item in items:
+            if not isinstance(item, ConfigItem):
+                other_tests += 1
+                continue
+            status = statuses.get((item.binding.plan["key"], item.config_name))
+            if status in counts:
+                counts[status] += 1
+        if not items and has_nothing_to_retry(self.plans):
+            # The plan's line says it; pytest's would contradict it.
+            lfplugin.active = False
+            return
+        lfplugin._report_status = last_failed_status(
+            failed=counts["failed"], todo=counts["todo"], other_tests=other_tests
+        )
+
+    @pytest.hookimpl
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # `--lf` with nothing to retry is a success, as pytest's own `--lf` is (and
+        # the reference's `run --retry_errors`): every config was deselected as done.
+        if (
+            self.selection.last_failed
+            and session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED
+            and self.plans
+            and has_nothing_to_retry(self.plans)
+        ):
+            session.exitstatus = pytest.ExitCode.OK
+
     @functools.cached_property
     def params_by_item_name(self) -> dict[str, dict[str, Any]]:
         return {
@@ -153,6 +201,12 @@ class DelphyneSession:
         self, selected: set[tuple[str, str]], collect_only: bool
     ) -> list[str]:
         """What this session does with each config, for the terminal."""
+        if (
+            self.selection.last_failed
+            and self.plans
+            and has_nothing_to_retry(self.plans)
+        ):
+            return [nothing_to_retry_line(self.plans)]
         return plan_lines(
             self.plans,
             selected,
@@ -180,6 +234,8 @@ class DelphyneSession:
         # full collection while reports pile up (about a third of the plugin's
         # extra cost per config at 10,000 configs without workers).
         gc.freeze()
+        if self.selection.last_failed:
+            self._restate_last_failed(session.items)
         if self.config.getoption("collectonly"):
             return
         # `per_worker` runs as each worker starts, before its first config: also in

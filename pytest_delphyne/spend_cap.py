@@ -6,6 +6,7 @@ Checked before each config starts: once reached, the remaining configs stay `tod
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -14,6 +15,28 @@ from pathlib import Path
 from pytest_delphyne.files import open_append
 
 SPEND_CAP_REASON = "session spend cap of {cap} reached; the config stays todo"
+BAD_SPEND_CAP_MESSAGE = (
+    "{where}: {cap:g} is not a spend cap: give a finite price >= 0 (0 starts no config)"
+)
+
+
+class BadSpendCapError(ValueError):
+    """A spend cap that no spending can be compared with (`nan`), that is never
+    reached (`inf`), or that is reached before anything is paid (negative)."""
+
+
+def check_spend_cap(cap: float, where: str) -> None:
+    """Refuse a spend cap that is not a finite number >= 0.
+
+    Arguments:
+        cap: the cap, in dollars.
+        where: where the user set it (`--delphyne-max-price`), for the message.
+
+    Raises:
+        BadSpendCapError: naming `where` and the value.
+    """
+    if not math.isfinite(cap) or cap < 0:
+        raise BadSpendCapError(BAD_SPEND_CAP_MESSAGE.format(where=where, cap=cap))
 
 
 def make_spend_ledger() -> Path:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_delphyne.environment import BUDGET_FIELDS, Budget
 from pytest_delphyne.results import ResultFileError, read_result
+from pytest_delphyne.wording import plural
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,8 +47,9 @@ def describe_budget(spent: dict[str, float]) -> str:
     """One line for a person: requests, tokens and price."""
     price = spent.get("price", 0.0)
     return (
-        f"{int(spent.get('num_requests', 0))} requests, "
-        f"{int(spent.get('input_tokens', 0))} input tokens "
+        f"{plural(int(spent.get('num_requests', 0)), 'request')}, "
+        f"{plural(int(spent.get('input_tokens', 0)), 'input token')} "
         f"({int(spent.get('cached_input_tokens', 0))} cached), "
-        f"{int(spent.get('output_tokens', 0))} output tokens, price {price:.4f}"
+        f"{plural(int(spent.get('output_tokens', 0)), 'output token')}, "
+        f"price {price:.4f}"
     )

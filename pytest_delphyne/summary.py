@@ -2,7 +2,12 @@
 
 Columns: the config's params (nested fields flattened as `outer.inner`), then
 `success`, `num_completions`, `num_requests`, `input_tokens`, `cached_input_tokens`,
-`output_tokens`, `price`, `duration` (with `add_timing`), and `config_name`.
+`output_tokens`, `price`, `duration` (with `add_timing`), and `config_name`: the
+reference's columns, in its order, with its values (lists as Python writes them, 0 for
+a budget the result does not mention, `duration` = end - start from the state), then
+`config_name`. A param named like a budget column keeps its column (the reference
+overwrote it), and the budget's column takes the `SPENT_PREFIX`:
+`spent_num_completions`.
 
 The file is written with the standard library's csv module, as pandas' `to_csv` would
 write it (a test holds the two to the same bytes): importing pandas costs about half a
@@ -14,7 +19,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +31,7 @@ from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.results import ResultFileError, read_result
-from pytest_delphyne.state import ExperimentState
+from pytest_delphyne.state import ConfigInfo, ExperimentState, aware_time
 
 if TYPE_CHECKING:
     import pandas
@@ -44,6 +48,8 @@ MISSING_RESULTS_MESSAGE = (
     "or ask for a partial summary (ignore_missing=True, or the CLI's force-summary)."
 )
 NO_SUMMARY_MESSAGE = "No summary at {path}: save_summary() writes it"
+SPENT_PREFIX: Final = "spent_"
+"""Before a budget column's name when a hyperparameter already has that name."""
 _NAMES_SHOWN = 10
 
 
@@ -82,11 +88,37 @@ class KnownResult:
 
 def param_columns(params: dict[str, Any]) -> dict[str, Any]:
     """A config's params as summary columns: flattened (`flatten_params`), lists and
-    tuples written as JSON text."""
+    tuples written as Python (and pandas, for the reference) writes them."""
     return {
-        column: json.dumps(value) if isinstance(value, list | tuple) else value
+        column: str(_as_lists(value)) if isinstance(value, list | tuple) else value
         for column, value in flatten_params(params).items()
     }
+
+
+def _as_lists(value: Any) -> Any:
+    # The reference's params come from YAML, where a tuple is a list.
+    if isinstance(value, list | tuple):
+        return [_as_lists(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _as_lists(item) for key, item in value.items()}
+    return value
+
+
+def spent_column(name: str, params: Mapping[str, Any]) -> str:
+    """The summary column of budget `name`: its name, or `SPENT_PREFIX` and its name
+    when a hyperparameter already has it."""
+    return f"{SPENT_PREFIX}{name}" if name in params else name
+
+
+def duration_of(info: ConfigInfo[Any]) -> float | None:
+    """End minus start, in seconds, as the state records them (the reference's
+    `duration`); `None` without both."""
+    if info.start_time is None or info.end_time is None:
+        return None
+    start, end = info.start_time, info.end_time
+    if (start.tzinfo is None) != (end.tzinfo is None):
+        start, end = aware_time(start), aware_time(end)
+    return (end - start).total_seconds()
 
 
 def summary_rows(
@@ -100,8 +132,7 @@ def summary_rows(
 ) -> list[dict[str, Any]]:
     """One row per config of `state` that is done and has its result file.
 
-    `known` results are taken as they are instead of reading their files again
-    (except for a duration, which they do not carry).
+    `known` results are taken as they are instead of reading their files again.
 
     Raises:
         MissingResultsError: some configs have no result (not done, or no file), and
@@ -109,12 +140,11 @@ def summary_rows(
     """
     rows: list[dict[str, Any]] = []
     missing: list[str] = []
-    known = {} if known is None or add_timing else known
+    known = {} if known is None else known
     for name, info in state.configs.items():
         if info.status != "done":
             missing.append(name)
             continue
-        duration: float | None = None
         recorded = known.get(name)
         if recorded is not None:
             success, spent = recorded.success, recorded.spent_budget
@@ -126,14 +156,16 @@ def summary_rows(
                     raise
                 missing.append(name)
                 continue
-            success, duration = result.success, result.duration
+            success = result.success
             spent = {field: getattr(result.spent, field) for field in BUDGET_FIELDS}
         row = param_columns(codec.dump(info.params))
+        params = dict(row)
         row["success"] = bool(success)
-        for column in SUMMARY_BUDGET_ORDER:
-            row[column] = spent.get(column)
+        for field in SUMMARY_BUDGET_ORDER:
+            value = spent.get(field)
+            row[spent_column(field, params)] = 0 if value is None else value
         if add_timing:
-            row["duration"] = duration
+            row["duration"] = duration_of(info)
         row["config_name"] = name
         rows.append(row)
     if missing and not ignore_missing:
@@ -143,12 +175,30 @@ def summary_rows(
 
 def summary_columns(rows: list[dict[str, Any]], *, add_timing: bool) -> list[str]:
     """Params columns in order of appearance, then the result columns."""
-    fixed = ["success", *SUMMARY_BUDGET_ORDER, *(["duration"] if add_timing else [])]
-    fixed.append("config_name")
     params: dict[str, None] = {}
     for row in rows:
-        params.update(dict.fromkeys(key for key in row if key not in fixed))
-    return [*params, *fixed]
+        params.update(dict.fromkeys(key for key in row if is_param_column(key, row)))
+    budget = [spent_column(field, params) for field in SUMMARY_BUDGET_ORDER]
+    timing = ["duration"] if add_timing else []
+    return [*params, "success", *budget, *timing, "config_name"]
+
+
+def is_param_column(column: str, row: Mapping[str, Any]) -> bool:
+    """Whether `column` of a summary row holds a hyperparameter (a budget's name does
+    when the row has the budget under `SPENT_PREFIX`)."""
+    if column in SUMMARY_BUDGET_ORDER:
+        return f"{SPENT_PREFIX}{column}" in row
+    return column not in _OTHER_RESULT_COLUMNS
+
+
+_OTHER_RESULT_COLUMNS: Final = frozenset(
+    {
+        "success",
+        "duration",
+        "config_name",
+        *(f"{SPENT_PREFIX}{field}" for field in SUMMARY_BUDGET_ORDER),
+    }
+)
 
 
 def csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:

@@ -15,6 +15,7 @@ from typing import Any, Final
 from pytest_delphyne import layout
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.plain_data import dump_yaml
+from pytest_delphyne.redaction import redact
 
 _PAGE: Final = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -83,7 +84,9 @@ def write_traces(
     """Write `trace.yaml` (when `raw`) and `trace.html` (when `browsable`)."""
     if raw:
         text = dump_yaml(calls) if calls else "[]\n"
-        atomic_write(directory / layout.RAW_TRACE_FILE, text, durable=False)
+        atomic_write(directory / layout.RAW_TRACE_FILE, redact(text), durable=False)
     if browsable:
         page = render_html(config_name, calls)
-        atomic_write(directory / layout.BROWSABLE_TRACE_FILE, page, durable=False)
+        atomic_write(
+            directory / layout.BROWSABLE_TRACE_FILE, redact(page), durable=False
+        )

@@ -8,8 +8,9 @@ report, the first worker's collection) and its internals (the controller loop's
 `shouldstop`, the queue of events left unread when the session stops, a worker's
 process exit status).
 
-Only the value of `WorkersSetup.common` is pickled: the user's object, sent as `bytes`
-down the channel this session's controller opened.
+Only the value of `WorkersSetup.common` and, when the workers' import of the file
+cannot find it by name, the experiment (`shipping.py`) are pickled: the user's
+objects, sent as `bytes` down the channel this session's controller opened.
 """
 
 from __future__ import annotations
@@ -27,10 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne.concurrency import UNFINISHED_KEY
 from pytest_delphyne.items import ExperimentBinding, sees_output_dir
 from pytest_delphyne.wire import (
     PLANS_KEY,
     SETUP_VALUES_KEY,
+    SHIPPED_EXPERIMENTS_KEY,
     SPEND_LEDGER_KEY,
     ExperimentPlan,
     decode_plans,
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 
     from xdist.workermanage import WorkerController
 
+    from pytest_delphyne.concurrency import UnfinishedConfig
     from pytest_delphyne.session import DelphyneSession
 
 WORKER_SIGNAL_MESSAGE = "the worker process was killed by signal {number} ({name})"
@@ -148,6 +152,7 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
         key: load_setup_value(data)
         for key, data in workerinput[SETUP_VALUES_KEY].items()
     }
+    shipped = workerinput.get(SHIPPED_EXPERIMENTS_KEY, {})
     for plan in session.plans:
         # This worker's own copy of the file: it may run on another machine.
         session.bind(
@@ -159,8 +164,39 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
                 options=session.selection,
                 settings=session.settings,
                 meter=session.meter,
+                shipped=shipped.get(plan["key"]),
             ),
         )
+
+
+def worker_queue(config: pytest.Config) -> Callable[[pytest.Item], list[pytest.Item]]:
+    """The items xdist queued on this worker after a given one, in order.
+
+    xdist's `WorkerInteractor` (a plugin of the worker) holds the index of the next
+    item and the queue of the indices after it; the controller sends more as this
+    worker completes items.
+    """
+    interactor: Any = None
+
+    def upcoming(current: pytest.Item) -> list[pytest.Item]:
+        nonlocal interactor
+        if interactor is None:
+            interactor = next(
+                (
+                    plugin
+                    for plugin in config.pluginmanager.get_plugins()
+                    if type(plugin).__name__ == "WorkerInteractor"
+                ),
+                False,
+            )
+        if not interactor:
+            return []
+        with interactor.torun.lock() as queued:
+            indices = [interactor.nextitem_index, *queued]
+        items: list[pytest.Item] = current.session.items
+        return [items[index] for index in indices if isinstance(index, int)]
+
+    return upcoming
 
 
 class XdistHooks:
@@ -170,11 +206,19 @@ class XdistHooks:
     Attributes:
         plans: what every worker collects, sent as one JSON text.
         setup_values: the pickled values of `WorkersSetup.common`, by experiment.
+        shipped_experiments: the pickled experiments that workers cannot import by
+            name, by experiment (see `shipping.py`).
         spend_ledger: the ledger the workers of this machine share, if any.
         on_worker_collection: called once, with the (experiment key, config name)
             pairs the first worker collected (under xdist the controller collects
             nothing itself).
+        concurrency: the configs each worker keeps in flight; above 1, xdist's load
+            scheduling keeps that many items queued on each worker.
+        on_unfinished: records the configs a worker had in flight when it stopped.
     """
+
+    concurrency: int = 1
+    on_unfinished: Callable[[list[UnfinishedConfig]], None] | None = None
 
     def __init__(
         self,
@@ -183,10 +227,12 @@ class XdistHooks:
         setup_values: dict[str, bytes],
         spend_ledger: Path | None,
         on_worker_collection: Callable[[set[tuple[str, str]]], None],
+        shipped_experiments: dict[str, bytes] | None = None,
     ) -> None:
         self.config = config
         self.plans = plans
         self.setup_values = setup_values
+        self.shipped_experiments = shipped_experiments or {}
         self.spend_ledger = spend_ledger
         self.on_worker_collection = on_worker_collection
         self._plans_text: str | None = None
@@ -201,11 +247,31 @@ class XdistHooks:
             self._plans_text = encode_plans(self.plans)
         node.workerinput[PLANS_KEY] = self._plans_text
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
+        node.workerinput[SHIPPED_EXPERIMENTS_KEY] = self.shipped_experiments
         if self.spend_ledger is not None:
             node.workerinput[SPEND_LEDGER_KEY] = [
                 str(self.spend_ledger),
                 file_identity(self.spend_ledger),
             ]
+
+    # tryfirst: before xdist's own implementation, which would make its default
+    # scheduler (the hook takes the first answer).
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
+        if self.concurrency == 1 or config.getoption("dist") != "load":
+            return None
+        from pytest_delphyne.xdist_scheduling import InFlightLoadScheduling
+
+        return InFlightLoadScheduling(config, log, queued=self.concurrency + 1)
+
+    @pytest.hookimpl
+    def pytest_testnodedown(self, node: WorkerController, error: object) -> None:
+        self._take_unfinished(getattr(node, "workeroutput", None))
+
+    def _take_unfinished(self, workeroutput: dict[str, Any] | None) -> None:
+        unfinished = (workeroutput or {}).get(UNFINISHED_KEY)
+        if unfinished and self.on_unfinished is not None:
+            self.on_unfinished(unfinished)
 
     @pytest.hookimpl
     def pytest_handlecrashitem(
@@ -268,3 +334,6 @@ class XdistHooks:
                 # As xdist marks it: junitxml pairs a worker's reports by it.
                 report.node = kwargs["node"]
                 hook.pytest_runtest_logreport(report=report)
+            elif name == "workerfinished":
+                # xdist keeps the worker's output on its node.
+                self._take_unfinished(getattr(kwargs["node"], "workeroutput", None))

@@ -15,23 +15,25 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
+from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
 from pytest_delphyne.experiment import (
-    CONFIG_NOT_IN_STATE_MESSAGE,
-    DUPLICATE_NAME_MESSAGE,
     NO_RESULT_MESSAGE,
-    NOT_A_CONFIG_MESSAGE,
     UNKNOWN_CONFIG_MESSAGE,
     UNLISTED_CONFIGS_MESSAGE,
-    ExecutionContext,
     Experiment,
-    ExperimentConfig,
-    InvalidConfigError,
-    UnknownConfigError,
     UnlistedConfigsWarning,
-    WorkersSetup,
 )
 from pytest_delphyne.identity import InvalidConfigNameError
 from pytest_delphyne.lock import ExperimentLockedError
+from pytest_delphyne.roster import (
+    CONFIG_NOT_IN_STATE_MESSAGE,
+    DUPLICATE_NAME_MESSAGE,
+    NAME_HOLDER_LISTED,
+    NAME_HOLDER_STORED,
+    NOT_A_CONFIG_MESSAGE,
+    InvalidConfigError,
+    UnknownConfigError,
+)
 from pytest_delphyne.runtime import Run
 from pytest_delphyne.state import (
     ConfigInfo,
@@ -159,6 +161,13 @@ def test_load_creates_the_state_with_every_config_todo(tmp_path: Path) -> None:
     assert not experiment.is_done()
 
 
+def test_load_creates_an_output_dir_whose_parents_do_not_exist(tmp_path: Path) -> None:
+    output_dir = tmp_path / "runs" / "2024" / "exp"
+    experiment = make_experiment(output_dir, [Config("a")]).load()
+    assert list(experiment.load_state().configs) == ["a_t0.7"]
+    assert (output_dir / layout.STATE_FILE).is_file()
+
+
 def test_default_names_are_uuids(tmp_path: Path) -> None:
     experiment = Experiment(
         config_class=Config, output_dir=tmp_path, configs=[Config("a")]
@@ -284,10 +293,34 @@ def test_a_name_given_to_two_configs_is_refused_before_writing(tmp_path: Path) -
     )
     with pytest.raises(InvalidConfigError) as info:
         experiment.load()
+    holder = NAME_HOLDER_LISTED.format(index=0, config=Config("a"))
     assert str(info.value) == DUPLICATE_NAME_MESSAGE.format(
-        name="same", first=Config("a"), second=Config("b")
+        name="same", index=1, second=Config("b"), holder=holder
     )
     assert not (tmp_path / "out").exists()
+
+
+def test_a_name_held_by_a_stored_config_names_the_state_file(tmp_path: Path) -> None:
+    Experiment(
+        config_class=Config,
+        output_dir=tmp_path / "out",
+        configs=[Config("a")],
+        config_naming=lambda config, _: "same",
+    ).load()
+    experiment = Experiment(
+        config_class=Config,
+        output_dir=tmp_path / "out",
+        configs=[Config("b")],
+        config_naming=lambda config, _: "same",
+    )
+    with pytest.raises(InvalidConfigError) as info:
+        experiment.load()
+    holder = NAME_HOLDER_STORED.format(
+        config=Config("a"), state_file=tmp_path / "out" / layout.STATE_FILE
+    )
+    assert str(info.value) == DUPLICATE_NAME_MESSAGE.format(
+        name="same", index=0, second=Config("b"), holder=holder
+    )
 
 
 def test_an_unsafe_name_is_refused_before_writing(tmp_path: Path) -> None:
@@ -334,13 +367,15 @@ def test_save_and_load_summary(tmp_path: Path) -> None:
             "model": "a",
             "temperature": 0.7,
             "success": True,
-            "num_completions": -1,
+            # As the reference: 0 for a budget the result does not mention, and the
+            # duration the state records (`record` started and ended it at once).
+            "num_completions": 0,
             "num_requests": 1,
-            "input_tokens": -1,
-            "cached_input_tokens": -1,
-            "output_tokens": -1,
+            "input_tokens": 0,
+            "cached_input_tokens": 0,
+            "output_tokens": 0,
             "price": 0.1,
-            "duration": 1.0,
+            "duration": 0.0,
             "config_name": "a_t0.7",
         }
     ]

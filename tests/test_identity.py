@@ -127,6 +127,8 @@ def test_a_class_that_is_not_a_dataclass_has_no_codec() -> None:
 
 def test_canonical_json_sorts_keys_compactly() -> None:
     assert canonical_json({"b": [1, 2.5], "a": None}) == '{"a":null,"b":[1,2.5]}'
+    # Text stays as it is, as in the state and result files a person reads.
+    assert canonical_json({"model": "café"}) == '{"model":"café"}'
 
 
 @pytest.mark.parametrize(
@@ -144,6 +146,9 @@ def test_plain_data_is_accepted(value: object) -> None:
         ({"a": [object()]}, "['a'][0]", "a object"),
         (Color.RED, "it", "a Color"),
         ({"a": {3: "x"}}, "the key 3 of ['a']", "a int"),
+        # A flat dict of scalars, as params are, with a key that is not a str.
+        ({"a": 1.5, 3: "x"}, "the key 3 of it", "a int"),
+        ({3: "x"}, "the key 3 of it", "a int"),
     ],
 )
 def test_not_plain_data_names_the_path_and_type(

@@ -147,7 +147,9 @@ def test_ctrl_c_leaves_running_configs_todo_with_their_interruption_time(
     output, _ = process.communicate(timeout=120)
 
     state_path = pytester.path / "out" / layout.STATE_FILE
-    assert STATE_SAVED_MESSAGE.format(path=state_path) in output, output
+    assert (
+        STATE_SAVED_MESSAGE.format(path=state_path.relative_to(pytester.path)) in output
+    ), output
     assert "INTERNALERROR" not in output, output
     configs = yaml.safe_load(state_path.read_text())["configs"]
     assert configs["x1"]["status"] == "done"
@@ -245,7 +247,10 @@ def test_ctrl_c_records_what_the_xdist_controller_had_not_processed_yet(
     }
     assert properties["param.x"] == "2"
     state_path = pytester.path / "out" / layout.STATE_FILE
-    assert STATE_SAVED_MESSAGE.format(path=state_path) in result.stdout.str()
+    assert (
+        STATE_SAVED_MESSAGE.format(path=state_path.relative_to(pytester.path))
+        in result.stdout.str()
+    )
     configs = yaml.safe_load(state_path.read_text())["configs"]
     assert configs["x1"]["status"] == "done"
     assert configs["x2"]["status"] == "done"

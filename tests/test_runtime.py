@@ -33,6 +33,7 @@ from pytest_delphyne.runtime import (
     read_result,
     replay,
 )
+from pytest_delphyne.settings import SETTING_NAMES, RunSettings
 
 ZERO_SPENT = {
     "num_requests": 0,
@@ -53,7 +54,15 @@ def draw_many(env: Environment, n: int) -> Outcome:
 
 
 def _options(directory: Path, **overrides: Any) -> RunOptions:
-    return RunOptions(config_name="c1", directory=directory, **overrides)
+    settings = {
+        name: overrides.pop(name) for name in SETTING_NAMES if name in overrides
+    }
+    return RunOptions(
+        config_name="c1",
+        directory=directory,
+        settings=RunSettings(**settings),
+        **overrides,
+    )
 
 
 def test_identical_computes_replay_in_order_without_calling(
@@ -182,6 +191,23 @@ def test_a_program_that_spends_exactly_its_limit_and_returns_succeeds(
     assert record.spent == Budget(3, 0, 0, 0, 0, 0.75)
     assert read_result(tmp_path).success is True
     assert read_result(tmp_path).values == ["answer"]
+
+
+def test_a_sum_of_budgets_adds_each_field_and_keeps_unset_ones_unlimited() -> None:
+    total = Budget(num_requests=1) + Budget(price=0.5) + Budget(num_requests=2)
+    assert total == Budget(num_requests=3, price=0.5)
+    assert total.output_tokens is None
+
+
+def test_spending_is_paid_unless_said_replayed(tmp_path: Path) -> None:
+    def program(env: Environment) -> Outcome:
+        env.spend(num_requests=1, price=0.25)
+        env.spend(num_requests=2, price=0.5, replayed=True)
+        return Outcome(True, [])
+
+    record = execute(lambda: Run(program), _options(tmp_path))
+    assert record.paid == Budget(1, 0, 0, 0, 0, 0.25)
+    assert record.spent == Budget(3, 0, 0, 0, 0, 0.75)
 
 
 def test_spending_over_the_limit_raises_budget_exhausted(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -8,7 +9,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ import pytest_delphyne
 from pytest_delphyne import layout
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigParamsError, codec_for
+from pytest_delphyne.journal import read_journal
 from pytest_delphyne.lock import (
     LOCKED_MESSAGE,
     ExperimentLockedError,
@@ -27,17 +29,17 @@ from pytest_delphyne.lock import (
 )
 from pytest_delphyne.state import (
     INVALID_TIME_PROBLEM,
+    INVALID_YAML_PROBLEM,
     NO_STATE_PROBLEM,
+    STATE_SHAPE_PROBLEM,
     UNKNOWN_STATUS_PROBLEM,
     ConfigInfo,
     ConfigUpdate,
     ExperimentState,
-    StateEditedError,
     StateFileError,
-    StateStore,
     params_key,
-    read_journal,
 )
+from pytest_delphyne.state_store import StateEditedError, StateStore
 
 REPO_ROOT = Path(pytest_delphyne.__file__).parent.parent
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -62,8 +64,8 @@ configs:
       model: small
       temperature: 0.7
     status: done
-    start_time: '2024-05-01T12:00:00+00:00'
-    end_time: '2024-05-01T12:00:30.500000+00:00'
+    start_time: 2024-05-01 12:00:00+00:00
+    end_time: 2024-05-01 12:00:30.500000+00:00
     interruption_time: null
   b:
     params:
@@ -238,6 +240,15 @@ def test_a_torn_last_journal_line_is_ignored_and_cut_before_appending(
     )
 
 
+def test_blank_journal_lines_are_skipped_and_the_entries_after_them_read(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / layout.JOURNAL_FILE
+    done, failed = ConfigUpdate("b", "done", T0, T1), ConfigUpdate("a", "failed")
+    journal.write_text(f"{done.to_json()}\n\n  \n{failed.to_json()}\n")
+    assert read_journal(journal) == [done, failed]
+
+
 def test_a_corrupt_complete_journal_line_names_the_journal_and_line(
     tmp_path: Path,
 ) -> None:
@@ -330,7 +341,7 @@ def test_an_unknown_status_names_the_config(tmp_path: Path) -> None:
 
 def test_an_invalid_time_names_the_config_and_field(tmp_path: Path) -> None:
     path = tmp_path / layout.STATE_FILE
-    path.write_text(STATE_TEXT.replace("'2024-05-01T12:00:00+00:00'", "yesterday"))
+    path.write_text(STATE_TEXT.replace("2024-05-01 12:00:00+00:00", "yesterday"))
     with pytest.raises(StateFileError) as info:
         make_store(tmp_path).load()
     problem = INVALID_TIME_PROBLEM.format(
@@ -457,6 +468,9 @@ def test_save_writes_an_index_that_the_next_load_reads(tmp_path: Path) -> None:
     make_store(tmp_path).save(make_state())
     index = json.loads((tmp_path / layout.STATE_INDEX_FILE).read_text())
     yaml_data = yaml.safe_load((tmp_path / layout.STATE_FILE).read_text())
+    # The same state; the index has the YAML's timestamps as ISO text.
+    yaml_data["configs"]["a"]["start_time"] = T0.isoformat()
+    yaml_data["configs"]["a"]["end_time"] = T1.isoformat()
     assert index["state"] == yaml_data
     assert make_store(tmp_path).load() == make_state()
 
@@ -508,19 +522,37 @@ def test_index_is_only_a_copy_of_what_the_yaml_says(tmp_path: Path) -> None:
     assert make_store(tmp_path).load().configs["b"].params.model == "large"
 
 
-def test_yaml_with_unquoted_timestamps_is_read_without_an_index(
-    tmp_path: Path,
-) -> None:
+def test_yaml_with_quoted_iso_times_is_read_as_before(tmp_path: Path) -> None:
+    # As this project wrote states before times became YAML timestamps.
     path = tmp_path / layout.STATE_FILE
     path.write_text(
         STATE_TEXT.replace(
-            "start_time: '2024-05-01T12:00:00+00:00'",
             "start_time: 2024-05-01 12:00:00+00:00",
+            "start_time: '2024-05-01T12:00:00+00:00'",
         )
     )
     assert make_store(tmp_path).load() == make_state()
-    # A datetime has no JSON form that reads back the same: no index for this file.
-    assert not (tmp_path / layout.STATE_INDEX_FILE).exists()
+    assert make_store(tmp_path).load() == make_state()  # from the index
+
+
+def test_naive_times_are_kept_naive_through_the_index_and_a_save(
+    tmp_path: Path,
+) -> None:
+    # As the reference launcher writes them: local time, no zone.
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(
+        STATE_TEXT.replace("12:00:00+00:00", "12:00:00").replace(
+            "12:00:30.500000+00:00", "12:00:30.500000"
+        )
+    )
+    naive = make_state()
+    naive.configs["a"] = ConfigInfo(
+        Config("small"), "done", T0.replace(tzinfo=None), T1.replace(tzinfo=None)
+    )
+    assert make_store(tmp_path).load() == naive
+    assert make_store(tmp_path).load() == naive  # from the index
+    make_store(tmp_path).save(naive)
+    assert "    start_time: 2024-05-01 12:00:00\n" in path.read_text()
 
 
 def test_inverse_mapping_finds_configs_given_in_another_form() -> None:
@@ -533,3 +565,170 @@ def test_inverse_mapping_finds_configs_given_in_another_form() -> None:
     assert name_of(Config("small", 1)) == "a"
     assert name_of(Config("x", 0.7)) == "b"
     assert name_of(Config("y")) is None
+
+
+def forge_index(directory: Path, **changes: object) -> None:
+    """Rewrite the index as the project never does: `changes` to its top level, and
+    config b's model "forged", so that a load shows whether it read the index."""
+    index_path = directory / layout.STATE_INDEX_FILE
+    index = json.loads(index_path.read_text())
+    index.update(changes)
+    index["state"]["configs"]["b"]["params"]["model"] = "forged"
+    index_path.write_text(json.dumps(index))
+
+
+def test_an_index_naming_the_yaml_bytes_spares_the_yaml_parse(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    forge_index(tmp_path)
+    assert make_store(tmp_path).load().configs["b"].params.model == "forged"
+
+
+@pytest.mark.parametrize("index_format", [0, 2, None])
+def test_an_index_of_another_format_is_not_read(
+    tmp_path: Path, index_format: object
+) -> None:
+    make_store(tmp_path).save(make_state())
+    forge_index(tmp_path, format=index_format)
+    assert make_store(tmp_path).load().configs["b"].params.model == "large"
+
+
+def test_an_index_that_is_not_a_mapping_is_not_read(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    (tmp_path / layout.STATE_INDEX_FILE).write_text("[1, 2]")
+    assert make_store(tmp_path).load() == make_state()
+
+
+@pytest.mark.parametrize(
+    ("configs", "expected", "found"),
+    [
+        ("  a:\n", "a mapping for config 'a'", "nothing"),
+        ("  a: [1, 2]\n", "a mapping for config 'a'", "a list"),
+        ("  a: 3\n", "a mapping for config 'a'", "a int"),
+    ],
+)
+def test_a_config_entry_that_is_not_a_mapping_is_named(
+    tmp_path: Path, configs: str, expected: str, found: str
+) -> None:
+    (tmp_path / layout.STATE_FILE).write_text(f"name: exp\nconfigs:\n{configs}")
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    assert str(info.value) == str(
+        StateFileError(
+            tmp_path / layout.STATE_FILE,
+            STATE_SHAPE_PROBLEM.format(expected=expected, found=found),
+        )
+    )
+
+
+def test_an_empty_state_file_is_named(tmp_path: Path) -> None:
+    (tmp_path / layout.STATE_FILE).write_text("")
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    assert str(info.value).endswith(
+        STATE_SHAPE_PROBLEM.format(
+            expected="a mapping with name, description and configs", found="nothing"
+        )
+    )
+
+
+def test_unfit_configs_names_every_unfit_config_past_a_malformed_entry(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / layout.STATE_FILE).write_text(
+        "configs:\n"
+        "  broken: 3\n"
+        "  no_params: {status: todo}\n"
+        "  a: {params: {model: 1}}\n"
+        "  b: {params: {model: m, extra: 2}}\n"
+        "  fine: {params: {model: m}}\n"
+    )
+    unfit = make_store(tmp_path).unfit_configs()
+    assert [error.config_name for error in unfit] == ["a", "b"]
+
+
+@dataclass
+class Labelled:
+    label: str
+    note: str = "café"
+
+    def instantiate(self, context: object) -> object:
+        return None
+
+
+def test_a_state_the_direct_writer_leaves_to_pyyaml_keeps_order_and_text(
+    tmp_path: Path,
+) -> None:
+    # A name past 128 characters cannot be a plain YAML key: PyYAML writes the file.
+    # The keys keep their order, and the other text stays readable (not escaped).
+    name = "n" * 200
+    store = StateStore(tmp_path, codec_for(Labelled))
+    store.save(ExperimentState("exp", None, {name: ConfigInfo(Labelled("x"))}))
+    assert (tmp_path / layout.STATE_FILE).read_text() == (
+        f"name: exp\ndescription: null\nconfigs:\n  ? {name}\n  : params:\n"
+        "      label: x\n      note: café\n    status: todo\n"
+        "    start_time: null\n    end_time: null\n    interruption_time: null\n"
+    )
+
+
+def test_save_and_record_create_an_output_dir_whose_parents_are_missing(
+    tmp_path: Path,
+) -> None:
+    make_store(tmp_path / "runs" / "a").save(make_state())
+    assert make_store(tmp_path / "runs" / "a").load() == make_state()
+    store = make_store(tmp_path / "journals" / "b")
+    store.record(ConfigUpdate("a", "done", T0, T1))
+    assert read_journal(tmp_path / "journals" / "b" / layout.JOURNAL_FILE) == [
+        ConfigUpdate("a", "done", T0, T1)
+    ]
+
+
+def test_times_of_another_zone_are_written_in_utc(tmp_path: Path) -> None:
+    paris = timezone(timedelta(hours=2))
+    state = make_state()
+    state.configs["a"] = ConfigInfo(
+        Config("small"), "done", T0.astimezone(paris), T1.astimezone(paris)
+    )
+    make_store(tmp_path).save(state)
+    assert (tmp_path / layout.STATE_FILE).read_text() == STATE_TEXT
+
+
+def test_invalid_yaml_is_named_with_its_line_and_problem(tmp_path: Path) -> None:
+    (tmp_path / layout.STATE_FILE).write_text("name: exp\nconfigs: [unclosed\n")
+    with pytest.raises(StateFileError) as info:
+        make_store(tmp_path).load()
+    assert info.value.line == 3
+    assert str(info.value).endswith(
+        INVALID_YAML_PROBLEM.format(problem="did not find expected ',' or ']'")
+    )
+
+
+def test_a_time_written_in_another_zone_is_read_in_utc(tmp_path: Path) -> None:
+    (tmp_path / layout.STATE_FILE).write_text(
+        STATE_TEXT.replace("'2024-05-01T12:00:00+00:00'", "'2024-05-01T14:00:00+02:00'")
+    )
+    assert make_store(tmp_path).load().configs["a"].start_time == T0
+
+
+def test_a_failed_journal_write_keeps_the_entries_before_it_and_cuts_its_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    first, second = ConfigUpdate("a", "done", T0, T1), ConfigUpdate("b", "failed")
+    store.record(first)
+    store.record(second)
+    real_write = os.write
+
+    def full_disk(fd: int, data: bytes) -> int:
+        real_write(fd, data[:5])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        store.record(ConfigUpdate("b", "done", T0, T1))
+    monkeypatch.undo()
+    # The torn part was cut: the next entry, once there is room, starts its own line.
+    third = ConfigUpdate("b", "done", T0, T1)
+    store.record(third)
+    store.close()
+    assert read_journal(tmp_path / layout.JOURNAL_FILE) == [first, second, third]

@@ -240,7 +240,10 @@ def test_maxfail_with_workers_leaves_the_configs_not_run_todo(
     assert "todo" in found.values()
     assert list(found.values()).count("failed") == 1
     state_path = pytester.path / "out" / layout.STATE_FILE
-    assert STATE_SAVED_MESSAGE.format(path=state_path) in result.stdout.str()
+    assert (
+        STATE_SAVED_MESSAGE.format(path=state_path.relative_to(pytester.path))
+        in result.stdout.str()
+    )
     for name, status in found.items():
         has_result = layout.result_file_path(pytester.path / "out", name).exists()
         assert has_result == (status == "done")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pytest_delphyne.comparison.sources import ExperimentRows
-from pytest_delphyne.report.markup import Markup, escape, table
+from pytest_delphyne.report.markup import COMMON_STYLE, Markup, escape, table
 
 PAGE_FILE = "comparison.html"
 
@@ -83,6 +83,7 @@ def render_page(content: PageContent) -> str:
         f"<section id='files'><h2>Files</h2><ul>{files}</ul></section>"
     )
     return PAGE.format(
+        common_style=COMMON_STYLE,
         title=escape(content.title),
         generated=escape(datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")),
         body=body,
@@ -103,17 +104,9 @@ PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>{title}: comparison of experiments</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-h2 {{ border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }}
+{common_style}
 .meta {{ color: #555; }}
-.row {{ display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }}
-table {{ border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }}
-th, td {{ border: 1px solid #ddd; padding: 0.25em 0.6em; vertical-align: top; }}
-th {{ background: #f3f3f3; text-align: left; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 img.plot {{ width: 495px; max-width: 100%; }}
-figure {{ margin: 0; }}
-figcaption {{ color: #555; font-size: 0.85em; }}
 </style>
 </head>
 <body>

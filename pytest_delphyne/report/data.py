@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_delphyne.identity import ConfigCodec
-from pytest_delphyne.state import ExperimentState
-from pytest_delphyne.summary import SUMMARY_BUDGET_ORDER, param_columns, summary_rows
+from pytest_delphyne.state import ExperimentState, aware_time
+from pytest_delphyne.summary import (
+    SPENT_PREFIX,
+    SUMMARY_BUDGET_ORDER,
+    param_columns,
+    summary_rows,
+)
 
 if TYPE_CHECKING:
     import pandas
@@ -57,6 +62,26 @@ class ReportData:
         ]
 
 
+HYPERPARAMETER_SUFFIX = " (hyperparameter)"
+"""After a hyperparameter's name in the report when a budget has that name."""
+
+
+def budget_under_its_name(row: dict[str, Any]) -> dict[str, Any]:
+    """A summary row with each budget under its own name (the report sums them), and
+    a hyperparameter of the same name under `HYPERPARAMETER_SUFFIX`."""
+    renamed: dict[str, Any] = {}
+    for column, value in row.items():
+        if f"{SPENT_PREFIX}{column}" in row:
+            renamed[f"{column}{HYPERPARAMETER_SUFFIX}"] = value
+        elif column.removeprefix(SPENT_PREFIX) in row and column.startswith(
+            SPENT_PREFIX
+        ):
+            renamed[column.removeprefix(SPENT_PREFIX)] = value
+        else:
+            renamed[column] = value
+    return renamed
+
+
 def report_data(
     output_dir: Path,
     state: ExperimentState[C],
@@ -81,17 +106,23 @@ def report_data(
     for name, info in state.configs.items():
         result = results.get(name)
         if result is None:
-            row = param_columns(codec.dump(info.params))
+            row = {
+                f"{column}{HYPERPARAMETER_SUFFIX}"
+                if column in SUMMARY_BUDGET_ORDER
+                else column: value
+                for column, value in param_columns(codec.dump(info.params)).items()
+            }
             params.update(dict.fromkeys(row))
             row.update(dict.fromkeys(("success", *SUMMARY_BUDGET_ORDER, "duration")))
         else:
-            row = dict(result)
+            row = budget_under_its_name(result)
             params.update(
                 dict.fromkeys(key for key in row if key not in RESULT_COLUMNS)
             )
         row["status"] = info.status
-        row["start_time"] = info.start_time
-        row["end_time"] = info.end_time
+        # Comparable across configs, whichever launcher wrote them.
+        row["start_time"] = info.start_time and aware_time(info.start_time)
+        row["end_time"] = info.end_time and aware_time(info.end_time)
         row["config_name"] = name
         rows.append(row)
     columns = [*params, *STATUS_COLUMNS, "start_time", "end_time", "config_name"]

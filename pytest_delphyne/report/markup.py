@@ -85,3 +85,17 @@ def table(
 
 def slug(text: str) -> str:
     return "".join(char if char.isalnum() else "-" for char in text).strip("-").lower()
+
+
+COMMON_STYLE = """\
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
+.row { display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }
+figcaption { color: #555; font-size: 0.85em; }
+figure { margin: 0; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+th { background: #f3f3f3; text-align: left; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; vertical-align: top; }
+table { border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }
+"""
+"""The style rules the report and the comparison pages share."""

@@ -32,6 +32,7 @@ from pytest_delphyne.report.listings import (
     failures_section,
 )
 from pytest_delphyne.report.markup import (
+    COMMON_STYLE,
     Markup,
     escape,
     format_price,
@@ -275,6 +276,7 @@ class ReportWriter:
             ]
         )
         return PAGE.format(
+            common_style=COMMON_STYLE,
             title=escape(title),
             description=description,
             output_dir=escape(self.data.output_dir),
@@ -314,20 +316,12 @@ PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <title>{title}: experiment report</title>
 <style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+{common_style}
 h1 {{ margin-bottom: 0.2em; }}
-h2 {{ border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }}
 .meta, .description {{ color: #555; }}
-.row {{ display: flex; flex-wrap: wrap; gap: 2em; align-items: flex-start; }}
 .row > * {{ flex: 0 0 auto; }}
-table {{ border-collapse: collapse; font-size: 0.9em; margin: 0.5em 0; }}
-th, td {{ border: 1px solid #ddd; padding: 0.25em 0.6em; vertical-align: top; }}
-th {{ background: #f3f3f3; text-align: left; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 pre {{ margin: 0; font-size: 0.85em; white-space: pre-wrap; max-width: 60em; }}
 img.plot {{ max-width: 100%; }}
-figure {{ margin: 0; }}
-figcaption {{ color: #555; font-size: 0.85em; }}
 </style>
 </head>
 <body>

@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from pytest_delphyne import layout
-from pytest_delphyne.state import read_journal
+from pytest_delphyne.journal import read_journal
 
 CONFIGS = 120
 

@@ -130,7 +130,9 @@ def new_config_named(naming: str) -> Callable[[Path], None]:
         ),
         pytest.param(
             new_config_named('f"x{config.x % 10}"'),
-            r"Config name 'x0' is given to two different configs",
+            r"config_naming gives the name 'x0' to configs\[10\] \(Config\(x=10, "
+            r"delay=0\.01\)\), but it already names configs\[0\] \(Config\(x=0, "
+            r"delay=0\.01\)\)",
             id="duplicate-name",
         ),
     ],

@@ -72,7 +72,8 @@ def interrupt(
     output, _ = process.communicate(timeout=120)
 
     state_path = out / layout.STATE_FILE
-    assert STATE_SAVED_MESSAGE.format(path=state_path) in output, output
+    shown = state_path.relative_to(pytester.path)
+    assert STATE_SAVED_MESSAGE.format(path=shown) in output, output
     # Folded: experiment.yaml alone holds the state.
     assert not (out / layout.JOURNAL_FILE).exists()
     configs = state_configs(out)

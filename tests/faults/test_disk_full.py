@@ -25,7 +25,8 @@ from faults.harness import (
 from pytest_delphyne import layout
 from pytest_delphyne.identity import codec_for
 from pytest_delphyne.results import read_result
-from pytest_delphyne.state import ConfigInfo, ConfigUpdate, ExperimentState, StateStore
+from pytest_delphyne.state import ConfigInfo, ConfigUpdate, ExperimentState
+from pytest_delphyne.state_store import StateStore
 
 NO_SPACE = "No space left on device"
 
