@@ -301,7 +301,9 @@ def test_ctrl_c_leaves_every_config_in_flight_todo_with_its_interruption_time(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
     out = pytester.path / "out"
-    assert STATE_SAVED_MESSAGE.format(path=out / layout.STATE_FILE) in output
+    # Shown relative to where the command ran, as every path of the terminal summary.
+    shown = (out / layout.STATE_FILE).relative_to(pytester.path)
+    assert STATE_SAVED_MESSAGE.format(path=shown) in output
     configs = state_configs(out)
     assert configs["x0"]["status"] == "done"
     assert {name for name, info in configs.items() if info["status"] == "todo"} == {
