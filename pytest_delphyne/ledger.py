@@ -160,17 +160,33 @@ def total_paid(
 
 @dataclass
 class LedgerReader:
-    """Reads a growing ledger incrementally: each `paid` call reads only the lines
-    appended since the last one (the spend cap asks before every config)."""
+    """What one session paid for the configs it finished, read from a growing ledger
+    incrementally: each `paid` call reads only the lines appended since the last one
+    (the spend cap asks after every config).
+
+    A config in flight has paid, but its program may go on to its end: only once
+    `settle` says it finished (its report, or its worker's crash, reached the
+    controller) do its payments count.
+    """
 
     path: Path
     session: str
     _offset: int = field(default=0, init=False)
     _partial: bytes = field(default=b"", init=False)
-    _paid: dict[str, float] = field(default_factory=dict, init=False)
+    _total: dict[str, float] = field(default_factory=dict, init=False)
+    _settled: set[str] = field(default_factory=set, init=False)
+    # Payments of configs not settled yet, by config, then by budget field.
+    _pending: dict[str, dict[str, float]] = field(default_factory=dict, init=False)
+
+    def settle(self, config: str) -> None:
+        """Count the payments of `config`, finished, from now on."""
+        self._settled.add(config)
+        for name, value in self._pending.pop(config, {}).items():
+            self._total[name] = self._total.get(name, 0) + value
 
     def paid(self) -> dict[str, float]:
-        """What the session paid, by budget field, as far as the ledger says."""
+        """What the session paid for the configs settled so far, by budget field,
+        as far as the ledger says."""
         with contextlib.suppress(FileNotFoundError), self.path.open("rb") as file:
             file.seek(self._offset)
             chunk = file.read()
@@ -179,11 +195,12 @@ class LedgerReader:
             cut = data.rfind(b"\n") + 1
             self._partial = data[cut:]
             for payment in parse_payments(data[:cut]):
-                if payment.session == self.session:
-                    for name, value in payment.spent.items():
-                        self._paid[name] = self._paid.get(name, 0) + value
-        return dict(self._paid)
-
-    def price_paid(self) -> float:
-        """What the session paid, in price, as far as the ledger says."""
-        return self.paid().get("price", 0.0)
+                if payment.session != self.session:
+                    continue
+                if payment.config in self._settled:
+                    into = self._total
+                else:
+                    into = self._pending.setdefault(payment.config, {})
+                for name, value in payment.spent.items():
+                    into[name] = into.get(name, 0) + value
+        return dict(self._total)

@@ -136,7 +136,8 @@ class Recorder:
     ):
         self.config = config
         self.session_id = session_id
-        self._ledger_readers: list[LedgerReader] | None = None
+        # By experiment key: what the session paid for the configs it recorded.
+        self._ledger_readers: dict[str, LedgerReader] = {}
         self.xdist = xdist
         self.experiments = {exp.key: exp for exp in experiments}
         # "attr[name]" -> candidates, to map node ids of reports without a payload
@@ -257,6 +258,7 @@ class Recorder:
         if status == "done" and payload["success"] is not None:
             exp.results[name] = KnownResult(payload["success"], payload["spent"])
         exp.running.pop(name, None)
+        self._ledger_reader(exp).settle(name)
         self._check_spend_cap()
         self._finished += 1
 
@@ -308,6 +310,7 @@ class Recorder:
                 ).encode(),
             )
         start = exp.running.pop(name, None)
+        self._ledger_reader(exp).settle(name)
         exp.experiment.store.record(
             ConfigUpdate(
                 name=name,
@@ -357,20 +360,20 @@ class Recorder:
         if session is not None:
             session.shouldstop = reason
 
+    def _ledger_reader(self, exp: RecordedExperiment) -> LedgerReader:
+        reader = self._ledger_readers.get(exp.key)
+        if reader is None:
+            reader = self._ledger_readers[exp.key] = LedgerReader(
+                ledger_file_path(exp.experiment.absolute_output_dir), self.session_id
+            )
+        return reader
+
     def session_spent(self) -> dict[str, float]:
-        """What this session paid, by budget field, as the experiments' ledgers
-        say."""
-        if self._ledger_readers is None:
-            self._ledger_readers = [
-                LedgerReader(
-                    ledger_file_path(exp.experiment.absolute_output_dir),
-                    self.session_id,
-                )
-                for exp in self.experiments.values()
-            ]
+        """What this session paid for the configs it recorded, by budget field, as
+        the experiments' ledgers say (a config in flight counts once it ends)."""
         total: dict[str, float] = {}
-        for reader in self._ledger_readers:
-            for name, value in reader.paid().items():
+        for exp in self.experiments.values():
+            for name, value in self._ledger_reader(exp).paid().items():
                 total[name] = total.get(name, 0) + value
         return total
 

@@ -77,14 +77,26 @@ def test_reader_reads_only_what_was_appended_since_it_last_read(
     tmp_path: Path,
 ) -> None:
     reader = LedgerReader(tmp_path / layout.LEDGER_FILE, session="s1")
-    assert reader.price_paid() == 0.0
+    assert reader.paid() == {}
+    reader.settle("x1")
     first = writer(tmp_path, "x1")
     first.record(Budget(price=0.5))
-    assert reader.price_paid() == 0.5
+    assert reader.paid() == {"price": 0.5}
     writer(tmp_path, "x2", session="other").record(Budget(price=8.0))
     first.record(Budget(price=0.25))
     first.close()
-    assert reader.price_paid() == 0.75
+    assert reader.paid() == {"price": 0.75}
+
+
+def test_reader_counts_a_config_in_flight_once_it_is_settled(tmp_path: Path) -> None:
+    reader = LedgerReader(tmp_path / layout.LEDGER_FILE, session="s1")
+    in_flight = writer(tmp_path, "x2")
+    in_flight.record(Budget(price=1.0))
+    assert reader.paid() == {}
+    in_flight.record(Budget(price=0.5))
+    in_flight.close()
+    reader.settle("x2")
+    assert reader.paid() == {"price": 1.5}
 
 
 def test_shipped_lines_are_appended_without_a_torn_tail(tmp_path: Path) -> None:
