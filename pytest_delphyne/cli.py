@@ -27,7 +27,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from pytest_delphyne.environment import LOG_LEVELS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.launcher import RunRequest, run_experiment
+from pytest_delphyne.ledger import read_payments, total_paid
 from pytest_delphyne.lock import read_lock_holder
+from pytest_delphyne.recovery import (
+    RECOVERABLE_MESSAGE,
+    describe_set_aside,
+    recover_results,
+)
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spending import describe_budget, total_spent
 from pytest_delphyne.wording import plural, shown_path
@@ -42,7 +48,8 @@ STATUS_MESSAGE = (
     "  - {todo} to do\n"
     "  - {done} done\n"
     "  - {failed} failed\n"
-    "  - spent: {spent}"
+    "  - spent: {spent}\n"
+    "  - paid in total: {paid}"
 )
 NEXT_RUN_NAMES_MESSAGE = (
     "  - {count} more configurations listed by the code, not in the state yet: "
@@ -294,16 +301,28 @@ class ExperimentCLI:
         return run_experiment(self.experiment, request)
 
     def status(self) -> int:
-        """Print the status counts and what the done configurations spent.
+        """Print the status counts, what the done configurations spent and what
+        every attempt paid.
 
         It only reads, as the reference's `status` does: configs the code lists and
-        the state lacks are counted, and left for the next run to name.
+        the state lacks are counted, and left for the next run to name; results on
+        disk of `todo` configs and journal records that no longer fit the state are
+        named, and left for the next run to record or set aside.
         """
         experiment = self.experiment
+        recoverable: list[str] = []
+        set_aside: list[str] = []
         if experiment.store.exists():
             _, unnamed = experiment.names_in_state()
             counts = experiment.get_status()
             spent = total_spent(experiment)
+            set_aside = [update.name for update in experiment.store.set_aside]
+            # On a copy of the state: status writes nothing.
+            recoverable = recover_results(
+                experiment.absolute_output_dir,
+                experiment.load_state(),
+                experiment.codec,
+            )
         else:
             unnamed = len(experiment.configs or ())
             counts = dict.fromkeys(("todo", "done", "failed"), 0)
@@ -313,6 +332,9 @@ class ExperimentCLI:
                 name=f"{experiment.name!r} " if experiment.name else "",
                 output_dir=shown_path(experiment.absolute_output_dir, Path.cwd()),
                 spent=describe_budget(spent),
+                paid=describe_budget(
+                    total_paid(read_payments(experiment.absolute_output_dir))
+                ),
                 **{
                     status: plural(count, "configuration")
                     for status, count in counts.items()
@@ -330,6 +352,11 @@ class ExperimentCLI:
                         holder=holder.describe(),
                     )
                 )
+        if recoverable:
+            print(f"  - {RECOVERABLE_MESSAGE.format(names=', '.join(recoverable))}")
+        if set_aside:
+            output_dir = experiment.absolute_output_dir
+            print(f"  - {describe_set_aside(output_dir, set_aside, kept=False)}")
         return 0
 
     def replay(self, config: str | None) -> int:

@@ -120,10 +120,22 @@ def _execute(
     directory: Path,
     on_environment: Callable[[Environment], None] | None = None,
 ) -> RunRecord:
-    options = item._run_options(
-        directory, cache_mode=item.decision.cache_mode, write_files=True
+    binding = item.binding
+    # A worker without the output directory counts in its scratch directory, whose
+    # ledger travels back with the config's files.
+    ledger = item._ledger(
+        binding.output_dir if binding.shares_output_dir else directory
     )
-    return execute(item._run_factory(), options, on_environment=on_environment)
+    try:
+        options = item._run_options(
+            directory,
+            cache_mode=item.decision.cache_mode,
+            write_files=True,
+            ledger=ledger,
+        )
+        return execute(item._run_factory(), options, on_environment=on_environment)
+    finally:
+        ledger.close()
 
 
 def _spend_cap_reached(item: ConfigItem, in_flight: float) -> bool:

@@ -41,6 +41,7 @@ from pytest_delphyne.lock import ExperimentLockedError, RunLock
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.plan import build_plan
 from pytest_delphyne.recorder import RecordedExperiment
+from pytest_delphyne.recovery import RECOVERED_MESSAGE, describe_set_aside
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.shipping import ShippingError, dump_experiment
@@ -203,7 +204,11 @@ class Controller:
             )
             self.experiments.append(
                 RecordedExperiment(
-                    attr=attr, path=spec.path, experiment=experiment, plan=plan
+                    attr=attr,
+                    path=spec.path,
+                    experiment=experiment,
+                    plan=plan,
+                    lock=self.locks.get(experiment.absolute_output_dir),
                 )
             )
             if self.runs_configs:
@@ -260,7 +265,12 @@ class Controller:
                 check_room(output_dir)
             names, unnamed = self._load(experiment)
             plan, by_name = build_plan(
-                experiment, spec, attr, self.config.rootpath, names
+                experiment,
+                spec,
+                attr,
+                self.config.rootpath,
+                names,
+                session=self.session.session_id,
             )
         except (DelphyneError, OSError) as error:
             # A corrupt state, a config that no longer fits, a run in progress, a
@@ -274,6 +284,17 @@ class Controller:
             ) from error
         if unnamed:
             self.session.unnamed[plan["key"]] = unnamed
+        notices = self.session.notices.setdefault(plan["key"], [])
+        if experiment.recovered:
+            notices.append(
+                RECOVERED_MESSAGE.format(names=", ".join(experiment.recovered))
+            )
+        if experiment.set_aside:
+            notices.append(
+                describe_set_aside(
+                    experiment.absolute_output_dir, experiment.set_aside, kept=True
+                )
+            )
         return plan, by_name
 
     def _load(self, experiment: Experiment[Any]) -> tuple[list[str] | None, int]:

@@ -132,6 +132,8 @@ class Environment:
         log_level: minimum level kept.
         log_path: the `log.txt` to write, if any.
         trace: whether to keep the calls for `trace.yaml`/`trace.html`.
+        on_paid: called with each amount paid (not replayed), as it is paid: the
+            ledger of paid calls.
     """
 
     def __init__(
@@ -143,8 +145,10 @@ class Environment:
         log_level: LogLevel = DEFAULT_LOG_LEVEL,
         log_path: Path | None = None,
         trace: bool = False,
+        on_paid: Callable[[Budget], None] | None = None,
     ):
         self.config_name = config_name
+        self._on_paid = on_paid
         self.limit = limit
         self.cache = cache
         self._threshold = _level_index(log_level)
@@ -229,6 +233,9 @@ class Environment:
         self._spent = self._spent + amount
         if not replayed:
             self._paid = self._paid + amount
+            if self._on_paid is not None:
+                # Counted the moment it is paid: a run killed next keeps the count.
+                self._on_paid(amount)
         if self.calls:
             spent = self.calls[-1]["spent"]
             for name, value in amount.as_dict().items():

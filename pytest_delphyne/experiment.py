@@ -27,6 +27,7 @@ from pytest_delphyne.identity import (
     validate_config_name,
 )
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
+from pytest_delphyne.recovery import recover_results
 from pytest_delphyne.results import ResultFileError, read_result
 from pytest_delphyne.roster import (
     CONFIG_NOT_IN_STATE_MESSAGE,
@@ -144,6 +145,14 @@ class Experiment(Generic[C]):
     _roster: Roster = field(
         init=False, default_factory=Roster, repr=False, compare=False
     )
+    # The configs the last `load()` recorded from their result files, and those
+    # whose journal records it set aside (no longer fitting the state).
+    recovered: list[str] = field(
+        init=False, default_factory=list, repr=False, compare=False
+    )
+    set_aside: list[str] = field(
+        init=False, default_factory=list, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         self.defined_in = _defining_file()
@@ -213,7 +222,9 @@ class Experiment(Generic[C]):
         `config_naming`. Configs of the state that `configs` no longer lists are kept,
         with an `UnlistedConfigsWarning` (`clean_index()` removes them). Every name is
         checked before anything is written. Recorded results are folded into
-        `experiment.yaml` unless another process is running the experiment.
+        `experiment.yaml` unless another process is running the experiment, and so
+        are the results on disk of `todo` configs that match their params (a
+        controller killed before it recorded them): `recovered` names them.
 
         Returns:
             `self`, for chaining.
@@ -228,8 +239,10 @@ class Experiment(Generic[C]):
         """
         store = self.store
         existed = store.exists()
+        self.set_aside = []
         if existed:
             state = store.load()
+            self.set_aside = [update.name for update in store.set_aside]
         else:
             state = ExperimentState(self.name, self.description, {})
         must_write = not existed
@@ -256,7 +269,14 @@ class Experiment(Generic[C]):
                 self._warn_unlisted(enrolment.unlisted)
         else:
             names = list(state.configs)
-        if must_write:
+        self.recovered = recover_results(self.absolute_output_dir, state, self.codec)
+        if self.recovered and not must_write:
+            try:
+                self._write(state)
+            except ExperimentLockedError:
+                # The run in progress records them: a reader only looks.
+                self.recovered = []
+        elif must_write:
             self._write(state)
         elif store.journal_file.exists():
             # Folding while another process records would drop what it records next.

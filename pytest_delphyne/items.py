@@ -21,6 +21,7 @@ from pytest_delphyne.concurrency import run_config
 from pytest_delphyne.errors import EndpointError
 from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.files import PlantedSymlinkError
+from pytest_delphyne.ledger import LedgerWriter, ledger_file_path, new_attempt_id
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.redaction import redact_exception
@@ -206,7 +207,10 @@ class ExperimentModule(pytest.Module):
             for planned in binding.plan["configs"]:
                 name = planned["name"]
                 decision = decide(
-                    planned["status"], binding.options, caches_requests=caches_requests
+                    planned["status"],
+                    binding.options,
+                    caches_requests=caches_requests,
+                    interrupted=planned["interrupted"],
                 )
                 item_name = f"{binding.attr}[{name}]"
                 # An explicit nodeid keeps `[name]` a parameter suffix, as pytest parses
@@ -312,7 +316,12 @@ class ConfigItem(pytest.Item):
         return instantiate
 
     def _run_options(
-        self, directory: Path, *, cache_mode: CacheMode, write_files: bool
+        self,
+        directory: Path,
+        *,
+        cache_mode: CacheMode,
+        write_files: bool,
+        ledger: LedgerWriter | None = None,
     ) -> RunOptions:
         return RunOptions(
             config_name=self.config_name,
@@ -321,6 +330,16 @@ class ConfigItem(pytest.Item):
             params=self.params,
             settings=self.settings,
             write_files=write_files,
+            ledger=ledger,
+        )
+
+    def _ledger(self, directory: Path) -> LedgerWriter:
+        """Where this attempt counts what it pays."""
+        return LedgerWriter(
+            ledger_file_path(directory),
+            config=self.config_name,
+            attempt=new_attempt_id(),
+            session=self.binding.plan["session"],
         )
 
     def _caches_requests(self) -> bool:

@@ -14,7 +14,6 @@ import json
 import os
 from pathlib import Path
 
-from pytest_delphyne import layout
 from pytest_delphyne.files import open_append
 from pytest_delphyne.state import (
     STATUSES,
@@ -24,9 +23,6 @@ from pytest_delphyne.state import (
 )
 
 JOURNAL_LINE_PROBLEM = "invalid journal entry ({problem})"
-JOURNAL_UNKNOWN_CONFIG_PROBLEM = (
-    "records config {config_name!r}, which is not in " + layout.STATE_FILE
-)
 
 
 def read_journal(path: Path) -> list[ConfigUpdate]:
@@ -64,6 +60,7 @@ def journal_entries(path: Path) -> list[tuple[int, ConfigUpdate]]:
                 start_time=parse_time(entry.get("start_time")),
                 end_time=parse_time(entry.get("end_time")),
                 interruption_time=parse_time(entry.get("interruption_time")),
+                params=None if entry.get("params") is None else str(entry["params"]),
             )
         except (ValueError, KeyError, TypeError) as exc:
             problem = JOURNAL_LINE_PROBLEM.format(

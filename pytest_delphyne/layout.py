@@ -19,9 +19,12 @@ from pathlib import Path
 
 STATE_FILE = "experiment.yaml"
 JOURNAL_FILE = "experiment.journal"
+# Every amount paid, by config and attempt (`ledger.py`).
+LEDGER_FILE = "experiment.ledger"
+# Journal records that no longer fit the state (edited by hand), kept rather than lost.
+JOURNAL_ASIDE_FILE = "experiment.journal.aside"
 # A JSON copy of experiment.yaml's data, read instead of it while it is unchanged.
 STATE_INDEX_FILE = ".experiment.index.json"
-LOCK_FILE = ".run.lock"
 LOCK_HOLDER_FILE = ".run.lock.holder"
 CONFIGS_DIR = "configs"
 RESULT_FILE = "result.yaml"

@@ -43,12 +43,24 @@ def stored_traceback(experiment: Experiment[Any], name: str) -> str:
     return "\n".join(lines[-STORED_FAILURE_TAIL_LINES:])
 
 
+def attempt_was_interrupted(config_dir: Path) -> bool:
+    """Whether the last attempt of a `todo` config whose directory exists started
+    and never ended: a failed attempt (a config `mark_errors_as_todos` reset) left
+    its traceback, and a finished one its result."""
+    return not any(
+        (config_dir / name).exists()
+        for name in (layout.EXCEPTION_FILE, layout.RESULT_FILE)
+    )
+
+
 def build_plan(
     experiment: Experiment[Any],
     spec: ExperimentSpec,
     attr: str,
     rootpath: Path,
     names: list[str] | None = None,
+    *,
+    session: str = "",
 ) -> tuple[ExperimentPlan, dict[str, Any]]:
     """What every process must know of a loaded experiment, and its configs by name
     (those of `names`, by default every config the code lists)."""
@@ -83,6 +95,9 @@ def build_plan(
                 name=name,
                 status=status,
                 params=experiment.plain_params(name, info.params),
+                interrupted=status == "todo"
+                and name in present
+                and attempt_was_interrupted(experiment.config_dir(name)),
             )
         )
         if info.status == "failed":
@@ -97,6 +112,7 @@ def build_plan(
         configs=configs,
         stored_failures=stored_failures,
         orphans=[name for name in state.configs if name not in listed],
+        session=session,
     )
     return plan, by_name
 
@@ -122,6 +138,7 @@ def plan_lines(
     *,
     unnamed: dict[str, int],
     collect_only: bool,
+    notices: dict[str, list[str]] | None = None,
 ) -> list[str]:
     """What this session does with each experiment's configs, as terminal lines.
 
@@ -132,6 +149,8 @@ def plan_lines(
         unnamed: by experiment key, configs the code lists that a run in progress
             keeps this `--co` from naming.
         collect_only: `--co`: each config's line too, with its params.
+        notices: by experiment key, what loading it did that the user must hear
+            of (results recorded from their files, records set aside).
     """
     lines: list[str] = []
     for plan in plans:
@@ -149,6 +168,9 @@ def plan_lines(
         summary = ", ".join(f"{count} {verb}" for verb, count in actions.items())
         configs = plural(len(plan["configs"]), "config")
         lines.append(f"delphyne: {attr}: {configs} ({summary})")
+        lines.extend(
+            f"delphyne: {attr}: {notice}" for notice in (notices or {}).get(key, [])
+        )
         reported = actions.get("report", 0)
         if reported:
             lines.append(

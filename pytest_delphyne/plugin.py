@@ -165,7 +165,13 @@ def _start_controller(
     recorder = _register(
         config,
         recorder_key,
-        Recorder(config, controller.experiments, session.selection, xdist),
+        Recorder(
+            config,
+            controller.experiments,
+            session.selection,
+            xdist,
+            session_id=session.session_id,
+        ),
     )
     report_path = config.getoption("delphyne_report")
     if report_path:

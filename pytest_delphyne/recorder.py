@@ -27,10 +27,19 @@ from pytest_delphyne.files import (
     refuse_symlinks,
 )
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
+from pytest_delphyne.ledger import (
+    LedgerReader,
+    append_shipped_ledger,
+    ledger_file_path,
+    read_payments,
+    total_paid,
+)
+from pytest_delphyne.lock import LockLostError, RunLock
 from pytest_delphyne.progress import CostProgress, progress_line
 from pytest_delphyne.selection import SelectionOptions, decide_action
 from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
-from pytest_delphyne.state import ConfigUpdate, Status
+from pytest_delphyne.state import ConfigUpdate, Status, params_key
+from pytest_delphyne.state_store import StateEditedError
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.wire import (
     ENDPOINT_ERROR_PROPERTY,
@@ -79,16 +88,31 @@ class RecordedExperiment:
     experiment: Experiment[Any]
     plan: ExperimentPlan
     running: dict[str, datetime] = field(default_factory=dict)
-    paid: dict[str, float] = field(default_factory=dict)
     summary_path: Path | None = None
     # The results reported this session, so the summary need not read their files.
     results: dict[str, KnownResult] = field(default_factory=dict)
     # Why something the recorder had to write could not be written, for the summary.
     problems: list[str] = field(default_factory=list)
+    # The run lock held on the output directory, checked before the fold.
+    lock: RunLock | None = None
+    _planned_params: dict[str, dict[str, Any]] | None = None
+    _params_keys: dict[str, str] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         return self.plan["key"]
+
+    def params_key(self, name: str) -> str | None:
+        """The key of the params config `name` runs with, as planned (`None` for a
+        config outside the plan)."""
+        if self._planned_params is None:
+            self._planned_params = {
+                planned["name"]: planned["params"] for planned in self.plan["configs"]
+            }
+        key = self._params_keys.get(name)
+        if key is None and name in self._planned_params:
+            key = self._params_keys[name] = params_key(self._planned_params[name])
+        return key
 
 
 def _write_shipped_file(path: Path, data: bytes) -> None:
@@ -107,8 +131,13 @@ class Recorder:
         experiments: list[RecordedExperiment],
         options: SelectionOptions,
         xdist: XdistHooks | None = None,
+        *,
+        session_id: str = "",
     ):
         self.config = config
+        self.session_id = session_id
+        # By experiment key: what the session paid for the configs it recorded.
+        self._ledger_readers: dict[str, LedgerReader] = {}
         self.xdist = xdist
         self.experiments = {exp.key: exp for exp in experiments}
         # "attr[name]" -> candidates, to map node ids of reports without a payload
@@ -198,8 +227,12 @@ class Recorder:
             return
         name = payload["config"]
         shipped = payload["files"]
+        output_dir = exp.experiment.absolute_output_dir
+        shipped_ledger = shipped.pop(layout.LEDGER_FILE, None)
+        if shipped_ledger is not None:
+            append_shipped_ledger(output_dir, shipped_ledger)
+        config_dir = exp.experiment.config_dir(name)
         if shipped:
-            config_dir = exp.experiment.config_dir(name)
             for file_name, data in shipped.items():
                 _write_shipped_file(config_dir / file_name, data)
         status: Status = "failed" if payload["status"] == "failed" else "done"
@@ -219,13 +252,13 @@ class Recorder:
                 start_time=parse_time(payload["start_time"]),
                 end_time=parse_time(payload["end_time"]),
                 interruption_time=None,
+                params=exp.params_key(name),
             )
         )
         if status == "done" and payload["success"] is not None:
             exp.results[name] = KnownResult(payload["success"], payload["spent"])
         exp.running.pop(name, None)
-        for key, value in payload["paid"].items():
-            exp.paid[key] = exp.paid.get(key, 0) + value
+        self._ledger_reader(exp).settle(name)
         self._check_spend_cap()
         self._finished += 1
 
@@ -277,6 +310,7 @@ class Recorder:
                 ).encode(),
             )
         start = exp.running.pop(name, None)
+        self._ledger_reader(exp).settle(name)
         exp.experiment.store.record(
             ConfigUpdate(
                 name=name,
@@ -284,6 +318,7 @@ class Recorder:
                 start_time=start,
                 end_time=datetime.now(UTC),
                 interruption_time=None,
+                params=exp.params_key(name),
             )
         )
 
@@ -314,7 +349,7 @@ class Recorder:
         cap: float | None = self.config.getoption("delphyne_max_price")
         if cap is None:
             return
-        if self.session_spent().get("price", 0.0) < cap:
+        if self.session_price_paid() < cap:
             return
         self._stop(f"delphyne: session spend cap of {cap} reached")
 
@@ -325,12 +360,26 @@ class Recorder:
         if session is not None:
             session.shouldstop = reason
 
+    def _ledger_reader(self, exp: RecordedExperiment) -> LedgerReader:
+        reader = self._ledger_readers.get(exp.key)
+        if reader is None:
+            reader = self._ledger_readers[exp.key] = LedgerReader(
+                ledger_file_path(exp.experiment.absolute_output_dir), self.session_id
+            )
+        return reader
+
     def session_spent(self) -> dict[str, float]:
+        """What this session paid for the configs it recorded, by budget field, as
+        the experiments' ledgers say (a config in flight counts once it ends)."""
         total: dict[str, float] = {}
         for exp in self.experiments.values():
-            for key, value in exp.paid.items():
-                total[key] = total.get(key, 0) + value
+            for name, value in self._ledger_reader(exp).paid().items():
+                total[name] = total.get(name, 0) + value
         return total
+
+    def session_price_paid(self) -> float:
+        """What this session paid, in price, as the experiments' ledgers say."""
+        return self.session_spent().get("price", 0.0)
 
     @pytest.hookimpl
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -411,10 +460,14 @@ class Recorder:
                         start_time=start,
                         end_time=None,
                         interruption_time=now,
+                        params=exp.params_key(name),
                     )
                 )
                 self.interrupted = True
             exp.running.clear()
+            if exp.lock is not None:
+                # Still the directory this run locked: else another run may own it.
+                exp.lock.check()
             exp.experiment.store.fold()
             experiment = exp.experiment
             if experiment.is_done():
@@ -435,6 +488,9 @@ class Recorder:
                     ),
                 )
             )
+        except (StateEditedError, LockLostError) as error:
+            # A person's edit wins: the journal keeps every result of this run.
+            exp.problems.append(f"delphyne: {error}")
         except DelphyneError as error:
             # A done config whose result file is gone, say: no summary without it.
             exp.problems.append(NO_SUMMARY_MESSAGE.format(error=error))
@@ -457,7 +513,10 @@ class Recorder:
                 f"{status['done']} done, {status['failed']} failed, "
                 f"{status['todo']} todo"
             )
-            write(f"  paid this session: {describe_budget(exp.paid)}")
+            payments = read_payments(exp.experiment.absolute_output_dir)
+            paid_now = total_paid(payments, session=self.session_id)
+            write(f"  paid this session: {describe_budget(paid_now)}")
+            write(f"  paid in total: {describe_budget(total_paid(payments))}")
             write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
             if exp.summary_path is not None:
                 write(f"  summary: {self._display(exp.summary_path)}")

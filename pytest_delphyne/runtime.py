@@ -39,6 +39,7 @@ from pytest_delphyne.environment import (
 )
 from pytest_delphyne.errors import EndpointError
 from pytest_delphyne.files import atomic_write, refuse_symlinks
+from pytest_delphyne.ledger import LedgerWriter
 from pytest_delphyne.plain_data import plain_copy
 from pytest_delphyne.redaction import redact
 from pytest_delphyne.results import (
@@ -135,6 +136,7 @@ class RunOptions:
             and the command line's); `None` fields keep the `Run`'s own.
         write_files: False writes nothing at all (replays); then only the replay
             cache modes and "off" make sense, and other modes are run as "off".
+        ledger: where each amount paid is counted as it is paid, if anywhere.
     """
 
     config_name: str
@@ -143,6 +145,7 @@ class RunOptions:
     params: Mapping[str, Any] = field(default_factory=dict)
     settings: RunSettings = field(default_factory=RunSettings)
     write_files: bool = True
+    ledger: LedgerWriter | None = None
 
 
 @dataclass(frozen=True)
@@ -258,6 +261,7 @@ def execute(
             log_level=chosen.log_level or DEFAULT_LOG_LEVEL,
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
+            on_paid=options.ledger.record if options.ledger is not None else None,
         )
         if on_environment is not None:
             on_environment(env)

@@ -72,12 +72,16 @@ def decide_action(status: str, options: SelectionOptions) -> Action:
     return "report"
 
 
-def run_cache_mode(*, caches_requests: bool, reuse_cache: bool) -> CacheMode:
-    """The cache mode of a config that runs: a fresh cache, or, for a retry that
-    may reuse what its failed attempt paid for, the old one read and extended."""
+def run_cache_mode(
+    *, caches_requests: bool, reuse_cache: bool, resumes: bool = False
+) -> CacheMode:
+    """The cache mode of a config that runs: a fresh cache; or the old one read and
+    extended, for a config whose last attempt was interrupted (what it paid for is
+    replayed, never paid twice) and for a retry that may reuse what its failed
+    attempt paid for (`--delphyne-reuse-cache`)."""
     if not caches_requests:
         return "off"
-    return "read_write" if reuse_cache else "create"
+    return "read_write" if reuse_cache or resumes else "create"
 
 
 def replay_cache_mode(*, raised: bool) -> CacheMode:
@@ -87,9 +91,16 @@ def replay_cache_mode(*, raised: bool) -> CacheMode:
 
 
 def decide(
-    status: str, options: SelectionOptions, *, caches_requests: bool
+    status: str,
+    options: SelectionOptions,
+    *,
+    caches_requests: bool,
+    interrupted: bool = False,
 ) -> Decision:
     """What a config with `status` does under `options`, with its cache mode.
+
+    `interrupted`: the config's last attempt started and never ended (Ctrl-C, a kill,
+    a stalled controller): a `todo` config that runs resumes from its cache.
 
     A replay of a config without a cache (caching off, or a config that raised
     before its first call) runs live and writes nothing: its item checks that.
@@ -97,7 +108,9 @@ def decide(
     action = decide_action(status, options)
     if action == "run":
         mode = run_cache_mode(
-            caches_requests=caches_requests, reuse_cache=options.reuse_cache
+            caches_requests=caches_requests,
+            reuse_cache=options.reuse_cache,
+            resumes=interrupted and status == "todo",
         )
     elif action == "replay" and caches_requests:
         mode = replay_cache_mode(raised=status == "failed")

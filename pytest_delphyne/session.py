@@ -25,6 +25,7 @@ from pytest_delphyne.items import (
     describe_params,
     worker_setup_key,
 )
+from pytest_delphyne.ledger import new_attempt_id
 from pytest_delphyne.plan import plan_lines
 from pytest_delphyne.retry import (
     has_nothing_to_retry,
@@ -74,6 +75,10 @@ class DelphyneSession:
         meter: what this process knows the session paid (the spend cap).
         unnamed: by experiment key, configs a run in progress keeps `--co` from
             naming.
+        notices: by experiment key, what loading it did that the user must hear
+            of (the controller's).
+        session_id: names this session in the ledger of paid calls (the
+            controller's; workers take it from the plans).
     """
 
     config: pytest.Config
@@ -84,8 +89,10 @@ class DelphyneSession:
     setup_values: dict[str, object] = field(default_factory=dict)
     meter: SpendMeter = field(default_factory=SpendMeter)
     unnamed: dict[str, int] = field(default_factory=dict)
+    notices: dict[str, list[str]] = field(default_factory=dict)
     workers_ready: dict[str, BaseException | None] = field(default_factory=dict)
     reported_verbosely: set[str] = field(default_factory=set)
+    session_id: str = field(default_factory=new_attempt_id)
 
     def __post_init__(self) -> None:
         self.config.stash[bindings_key] = self.bindings
@@ -206,6 +213,7 @@ class DelphyneSession:
             self.selection,
             unnamed=self.unnamed,
             collect_only=collect_only,
+            notices=self.notices,
         )
 
     def write_plan_lines(self, selected: set[tuple[str, str]]) -> None:

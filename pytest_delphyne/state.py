@@ -18,6 +18,7 @@ lines are `journal`'s; the run lock is `lock`'s.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -105,19 +106,27 @@ class ConfigUpdate:
     start_time: datetime | None = None
     end_time: datetime | None = None
     interruption_time: datetime | None = None
+    # `params_key` of the params the config ran with, when known: a record is only
+    # applied to a config whose params are still those.
+    params: str | None = None
 
     def to_json(self) -> str:
         """The journal line, without its newline."""
-        return json.dumps(
-            {
-                "name": self.name,
-                "status": self.status,
-                "start_time": format_time(self.start_time),
-                "end_time": format_time(self.end_time),
-                "interruption_time": format_time(self.interruption_time),
-            },
-            separators=(",", ":"),
-        )
+        entry = {
+            "name": self.name,
+            "status": self.status,
+            "start_time": format_time(self.start_time),
+            "end_time": format_time(self.end_time),
+            "interruption_time": format_time(self.interruption_time),
+        }
+        if self.params is not None:
+            entry["params"] = self.params
+        return json.dumps(entry, separators=(",", ":"))
+
+
+def params_key(plain_params: object) -> str:
+    """A short digest of a config's params (their plain, canonical form)."""
+    return hashlib.sha256(canonical_json(plain_params).encode("utf-8")).hexdigest()[:16]
 
 
 @dataclass

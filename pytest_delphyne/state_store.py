@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from pytest_delphyne import layout
-from pytest_delphyne.files import atomic_write
+from pytest_delphyne.errors import DelphyneError
+from pytest_delphyne.files import atomic_write, open_append
 from pytest_delphyne.identity import ConfigCodec, ConfigParamsError
-from pytest_delphyne.journal import (
-    JOURNAL_UNKNOWN_CONFIG_PROBLEM,
-    Journal,
-    journal_entries,
-)
+from pytest_delphyne.journal import Journal, journal_entries
 from pytest_delphyne.state import (
     MAX_STATE_BYTES,
     NO_STATE_PROBLEM,
@@ -37,6 +34,7 @@ from pytest_delphyne.state import (
     ExperimentState,
     StateFileError,
     format_time,
+    params_key,
     parse_state_yaml,
     render_state_data,
     state_data,
@@ -44,6 +42,29 @@ from pytest_delphyne.state import (
 )
 
 C = TypeVar("C")
+
+STATE_EDITED_MESSAGE = (
+    "{state_file} was edited during the run: it is left as edited, and this run's "
+    "results stay in {journal}, applied over the edit at the next load (nothing is "
+    "lost)"
+)
+SET_ASIDE_MESSAGE = (
+    "{count} recorded results no longer match {state_file} (a config deleted or its "
+    "params edited by hand): {names}; {kept} in {aside_file}"
+)
+SET_ASIDE_KEPT = "kept aside"
+SET_ASIDE_PENDING = "to be kept aside by the next run"
+
+
+class StateEditedError(DelphyneError):
+    """`experiment.yaml` changed on disk since this process read or wrote it: a
+    person's edit, which a fold must not overwrite."""
+
+    def __init__(self, state_file: Path, journal_file: Path):
+        super().__init__(
+            STATE_EDITED_MESSAGE.format(state_file=state_file, journal=journal_file)
+        )
+
 
 _TIME_FIELDS = ("start_time", "end_time", "interruption_time")
 
@@ -135,6 +156,11 @@ class StateStore(Generic[C]):
         self.index_file = output_dir / layout.STATE_INDEX_FILE
         self._journal = Journal(self.journal_file)
         self._cached: tuple[_Signature, ExperimentState[C]] | None = None
+        # The state file as this store first read it or last wrote it: a fold over
+        # any other is a fold over a person's edit.
+        self._baseline: tuple[int, int, int] | None = None
+        # Journal records the last load could not apply (see `load`).
+        self.set_aside: list[ConfigUpdate] = []
 
     def exists(self) -> bool:
         """Whether the state file exists."""
@@ -147,25 +173,43 @@ class StateStore(Generic[C]):
         """The state: `experiment.yaml` with the journal applied (nothing is written
         but the index, a cache).
 
+        Journal records that no longer fit the state (a config deleted by hand, or
+        whose params were edited after it ran) are not applied: `set_aside` lists
+        them, and the next `save` keeps them in the aside file.
+
         Raises:
-            StateFileError: no state file, an unreadable one (naming file and line), or
-                a journal naming a config the state does not have.
+            StateFileError: no state file, or an unreadable one (naming file and line).
             ConfigParamsError: stored params that no longer fit the config class.
         """
         signature = self._signature()
         if self._cached is not None and self._cached[0] == signature:
             return self._cached[1].copy()
-        data, text, digest = self._read_data()
+        data, text, digest, edited = self._read_data()
         state = state_from_data(data, self.state_file, self.codec, text)
         if isinstance(text, str):
             # Edited by hand (or written before indexes existed): index it now, so
             # that only the first load after an edit pays for the YAML parser.
-            self._write_index(data, digest)
-        for line, update in journal_entries(self.journal_file):
-            if update.name not in state.configs:
-                problem = JOURNAL_UNKNOWN_CONFIG_PROBLEM.format(config_name=update.name)
-                raise StateFileError(self.journal_file, problem, line)
+            self._write_index(data, digest, edited=True)
+        aside: list[ConfigUpdate] = []
+        keys: dict[str, str] = {}
+        for _, update in journal_entries(self.journal_file):
+            info = state.configs.get(update.name)
+            if info is None:
+                aside.append(update)
+                continue
+            # Only a hand edit can have changed params under a record: the check
+            # costs a dump per record, paid after an edit alone.
+            if edited and update.params is not None:
+                key = keys.get(update.name)
+                if key is None:
+                    key = keys[update.name] = params_key(self.codec.dump(info.params))
+                if key != update.params:
+                    aside.append(update)
+                    continue
             state.apply(update)
+        self.set_aside = aside
+        if self._baseline is None:
+            self._baseline = signature[0]
         self._cached = (signature, state)
         return state.copy()
 
@@ -176,7 +220,7 @@ class StateStore(Generic[C]):
         Raises:
             StateFileError: no state file, or an unreadable one.
         """
-        data, _, _ = self._read_data()
+        data, _, _, _ = self._read_data()
         entries = data.get("configs") if isinstance(data, dict) else None
         unfit: list[ConfigParamsError] = []
         for name, entry in (entries if isinstance(entries, dict) else {}).items():
@@ -188,10 +232,11 @@ class StateStore(Generic[C]):
                 unfit.append(error)
         return unfit
 
-    def _read_data(self) -> tuple[object, str | bytes, str]:
+    def _read_data(self) -> tuple[object, str | bytes, str, bool]:
         """The plain data of `experiment.yaml` (from the index while it matches the
         YAML's bytes), the text it came from (the YAML's `str` when it was parsed,
-        its bytes otherwise: only read to name an error's line) and their digest.
+        its bytes otherwise: only read to name an error's line), their digest, and
+        whether a person edited the YAML since this project last wrote it.
 
         Raises:
             StateFileError: no state file, or one that is not UTF-8 or not YAML.
@@ -208,17 +253,17 @@ class StateStore(Generic[C]):
         except FileNotFoundError:
             raise StateFileError(self.state_file, NO_STATE_PROBLEM) from None
         digest = hashlib.sha256(raw).hexdigest()
-        data = self._read_index(digest)
-        if data is not None:
-            return data, raw, digest
+        index = self._read_index(digest)
+        if index is not None:
+            return index.get("state"), raw, digest, bool(index.get("edited"))
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             problem = NOT_UTF8_PROBLEM.format(problem=exc)
             raise StateFileError(self.state_file, problem) from None
-        return parse_state_yaml(text, self.state_file), text, digest
+        return parse_state_yaml(text, self.state_file), text, digest, True
 
-    def _read_index(self, digest: str) -> object | None:
+    def _read_index(self, digest: str) -> dict[str, Any] | None:
         # Trusted only while it names the exact bytes of experiment.yaml: any edit
         # of the YAML, however small, makes the YAML win.
         try:
@@ -231,14 +276,20 @@ class StateStore(Generic[C]):
             or index.get(_INDEX_DIGEST) != digest
         ):
             return None
-        return index.get("state")
+        return index
 
-    def _write_index(self, data: object, digest: str) -> None:
+    def _write_index(self, data: object, digest: str, *, edited: bool) -> None:
         data = _times_as_text(data)
         if not _is_json_data(data):
             return  # YAML-only values (dates, non-str keys): read the YAML instead
         text = json.dumps(
-            {"format": _INDEX_FORMAT, _INDEX_DIGEST: digest, "state": data},
+            {
+                "format": _INDEX_FORMAT,
+                _INDEX_DIGEST: digest,
+                # YAML a person wrote: the journal's records are checked against it.
+                "edited": edited,
+                "state": data,
+            },
             ensure_ascii=False,
             separators=(",", ":"),
         )
@@ -254,19 +305,38 @@ class StateStore(Generic[C]):
         data = state_data(state, self.codec)
         text = render_state_data(data)
         atomic_write(self.state_file, text)
-        self._write_index(data, hashlib.sha256(text.encode("utf-8")).hexdigest())
+        digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        self._write_index(data, digest, edited=False)
+        if self.set_aside:
+            # Before the journal goes: a record is never lost, only set aside.
+            fd = open_append(self.output_dir / layout.JOURNAL_ASIDE_FILE)
+            try:
+                os.write(
+                    fd, "".join(u.to_json() + "\n" for u in self.set_aside).encode()
+                )
+            finally:
+                os.close(fd)
+            self.set_aside = []
         # A kill between the two steps only replays the journal over a state that
         # already has its updates: applying an update twice changes nothing.
         self.close()
         self.journal_file.unlink(missing_ok=True)
         self._cached = (self._signature(), state.copy())
+        self._baseline = self._cached[0][0]
 
     def fold(self) -> ExperimentState[C]:
         """Apply the journal to `experiment.yaml` (load, then save); the state.
 
         Without a journal, nothing has changed since the last save: nothing is
         written (a state the reference launcher wrote stays as it wrote it).
+
+        Raises:
+            StateEditedError: `experiment.yaml` changed on disk since this store
+                first read it or last wrote it (a person's edit during the run):
+                nothing is written, and the journal stays.
         """
+        if self._baseline is not None and _stat(self.state_file) != self._baseline:
+            raise StateEditedError(self.state_file, self.journal_file)
         state = self.load()
         if self.journal_file.exists():
             self.save(state)

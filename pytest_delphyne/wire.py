@@ -31,11 +31,13 @@ controller stops the session with it."""
 
 
 class PlannedConfig(TypedDict):
-    """One config as the controller planned it."""
+    """One config as the controller planned it (`interrupted`: its last attempt
+    started and never ended, so its next run resumes from its cache)."""
 
     name: str
     status: str
     params: dict[str, Any]
+    interrupted: bool
 
 
 class ExperimentPlan(TypedDict):
@@ -45,7 +47,8 @@ class ExperimentPlan(TypedDict):
     experiment in reports; `file` is the experiment file relative to the rootdir, where
     a worker on another machine finds its own copy; `output_dir` is absolute, and
     `output_dir_id` identifies that directory (device, inode) so that a worker can tell
-    whether it sees the same directory as the controller.
+    whether it sees the same directory as the controller. `session` names the
+    controller's session in the ledger of paid calls.
     """
 
     key: str
@@ -56,6 +59,7 @@ class ExperimentPlan(TypedDict):
     configs: list[PlannedConfig]
     stored_failures: dict[str, str]
     orphans: list[str]
+    session: str
 
 
 class ResultPayload(TypedDict):

@@ -142,6 +142,9 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
     """Bind this worker's session to the controller's plans (see module docstring)."""
     die_with_controller()
     session.plans = decode_plans(workerinput[PLANS_KEY])
+    if session.plans:
+        # What this worker pays is counted under the controller's session.
+        session.session_id = session.plans[0]["session"]
     ledger = workerinput.get(SPEND_LEDGER_KEY)
     if ledger is not None and is_same_file(Path(ledger[0]), ledger[1]):
         session.meter.ledger = Path(ledger[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -205,7 +206,8 @@ def test_log_level_keeps_debug_messages_when_asked(tmp_path: Path) -> None:
     debug_log = config_file(tmp_path, "x1", layout.LOG_FILE).read_text()
     assert "about to double" in debug_log
     assert "doubled" in debug_log
-    (tmp_path / "out" / layout.STATE_FILE).unlink()
+    # A result on disk is a result: only a fresh output directory runs again.
+    shutil.rmtree(tmp_path / "out")
     exp(tmp_path, "run", "--log_level=warn")
     assert config_file(tmp_path, "x1", layout.LOG_FILE).read_text() == ""
 
@@ -224,6 +226,10 @@ def test_status_prints_counts_and_spending(ran: Path) -> None:
             failed="1 configuration",
             spent=(
                 "2 requests, 20 input tokens (0 cached), 4 output tokens, price 0.5000"
+            ),
+            # The failed config paid too.
+            paid=(
+                "3 requests, 30 input tokens (0 cached), 6 output tokens, price 0.7500"
             ),
         )
         + "\n"

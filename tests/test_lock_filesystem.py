@@ -14,7 +14,7 @@ def test_run_lock_fails_where_the_filesystem_has_no_flock(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A marker file in place of flock would outlive a killed holder and lock the
-    # experiment for good; filelock falls back to one unless told not to.
+    # experiment for good: the lock must fail, not fall back to one.
     def flock_not_implemented(fd: int, operation: int) -> None:
         raise OSError(errno.ENOSYS, "Function not implemented")
 

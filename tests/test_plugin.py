@@ -21,6 +21,7 @@ from pytest_delphyne.discovery import (
     UNKNOWN_ATTRIBUTE_MESSAGE,
 )
 from pytest_delphyne.items import DONE_REASON
+from pytest_delphyne.ledger import parse_payments
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 from pytest_delphyne.results import RecordedResult
 
@@ -273,10 +274,16 @@ def test_replay_reruns_done_and_failed_configs_from_their_cache(
             layout.JOURNAL_FILE,
             layout.STATE_FILE,
             layout.STATE_INDEX_FILE,
+            layout.LEDGER_FILE,
         ):
             continue
         assert after[path] == data, path
     assert statuses(first_run)["x4"] == "done"
+    # The ledger of paid calls grew by the todo config's call alone.
+    ledger = out / layout.LEDGER_FILE
+    grown = after[ledger][len(before[ledger]) :]
+    assert after[ledger].startswith(before[ledger])
+    assert [payment.config for payment in parse_payments(grown)] == ["x4"]
 
 
 def test_replay_fails_when_the_outcome_differs_from_the_recorded_one(

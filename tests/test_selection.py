@@ -72,3 +72,22 @@ def test_a_false_setting_is_a_setting_not_silence() -> None:
     assert RunSettings(cache_requests=False).over(
         RunSettings(cache_requests=True)
     ) == RunSettings(cache_requests=False)
+
+
+@pytest.mark.parametrize(
+    ("status", "options", "cache_mode"),
+    [
+        # What the interrupted attempt paid for is replayed, then it goes on live.
+        ("todo", PLAIN, "read_write"),
+        ("todo", LAST_FAILED, "read_write"),
+        # A failed config's rerun keeps its own choice.
+        ("failed", LAST_FAILED, "create"),
+        ("failed", REUSE, "read_write"),
+        ("done", REPLAY, "replay"),
+    ],
+)
+def test_config_whose_last_attempt_was_interrupted_resumes_from_its_cache(
+    status: str, options: SelectionOptions, cache_mode: str
+) -> None:
+    decision = decide(status, options, caches_requests=True, interrupted=True)
+    assert decision.cache_mode == cache_mode

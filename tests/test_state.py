@@ -19,7 +19,7 @@ import pytest_delphyne
 from pytest_delphyne import layout
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigParamsError, codec_for
-from pytest_delphyne.journal import JOURNAL_UNKNOWN_CONFIG_PROBLEM, read_journal
+from pytest_delphyne.journal import read_journal
 from pytest_delphyne.lock import (
     LOCKED_MESSAGE,
     ExperimentLockedError,
@@ -37,8 +37,9 @@ from pytest_delphyne.state import (
     ConfigUpdate,
     ExperimentState,
     StateFileError,
+    params_key,
 )
-from pytest_delphyne.state_store import StateStore
+from pytest_delphyne.state_store import StateEditedError, StateStore
 
 REPO_ROOT = Path(pytest_delphyne.__file__).parent.parent
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
@@ -259,14 +260,50 @@ def test_a_corrupt_complete_journal_line_names_the_journal_and_line(
     assert str(info.value).startswith(f"{journal}:2: invalid journal entry")
 
 
-def test_a_journal_naming_an_unknown_config_names_the_journal(tmp_path: Path) -> None:
+def test_journal_records_that_no_longer_fit_the_state_are_set_aside_not_applied(
+    tmp_path: Path,
+) -> None:
     make_store(tmp_path).save(make_state())
+    ran_with = params_key({"model": "large", "temperature": 1.0})
+    unknown = ConfigUpdate("zzz", "done", T0, T1)
+    edited = ConfigUpdate("b", "done", T0, T1, params=ran_with)
     journal = tmp_path / layout.JOURNAL_FILE
-    journal.write_text(ConfigUpdate("zzz", "done").to_json() + "\n")
-    with pytest.raises(StateFileError) as info:
-        make_store(tmp_path).load()
-    problem = JOURNAL_UNKNOWN_CONFIG_PROBLEM.format(config_name="zzz")
-    assert str(info.value) == f"{journal}:1: {problem}"
+    journal.write_text(unknown.to_json() + "\n" + edited.to_json() + "\n")
+    # A person changes the params of b after it ran with the old ones.
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.write_text(state_file.read_text().replace("large", "huge"))
+
+    store = make_store(tmp_path)
+    state = store.load()
+
+    assert state.configs["b"] == ConfigInfo(Config("huge", 1.0))
+    assert store.set_aside == [unknown, edited]
+    store.save(state)
+    aside = (tmp_path / layout.JOURNAL_ASIDE_FILE).read_text().splitlines()
+    assert aside == [unknown.to_json(), edited.to_json()]
+    assert not journal.exists()
+    again = make_store(tmp_path)
+    assert again.load() == state
+    assert again.set_aside == []
+
+
+def test_fold_over_a_state_edited_since_it_was_read_is_refused(tmp_path: Path) -> None:
+    store = make_store(tmp_path)
+    store.save(make_state())
+    store.record(ConfigUpdate("b", "done", T0, T1))
+    state_file = tmp_path / layout.STATE_FILE
+    edited = state_file.read_text().replace("a test", "edited by hand")
+    state_file.write_text(edited)
+
+    with pytest.raises(StateEditedError):
+        store.fold()
+
+    assert state_file.read_text() == edited
+    assert read_journal(tmp_path / layout.JOURNAL_FILE) == [
+        ConfigUpdate("b", "done", T0, T1)
+    ]
+    # The next reader applies the journal over the edit.
+    assert make_store(tmp_path).fold().configs["b"].status == "done"
 
 
 def test_corrupt_yaml_names_file_and_line_and_leaves_the_file_untouched(

@@ -418,10 +418,16 @@ def test_a_worker_writes_only_the_directory_of_its_config(
         "output_dir": str(out),
         "output_dir_id": [output_stat.st_dev, output_stat.st_ino],
         "configs": [
-            {"name": "x1", "status": "todo", "params": {"x": 1, "crash": None}}
+            {
+                "name": "x1",
+                "status": "todo",
+                "params": {"x": 1, "crash": None},
+                "interrupted": False,
+            }
         ],
         "stored_failures": {},
         "orphans": [],
+        "session": "a-session",
     }
     workerinput = {
         PLANS_KEY: encode_plans([plan]),
