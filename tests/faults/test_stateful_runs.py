@@ -56,7 +56,7 @@ QUICK = settings(
     derandomize=True,
     suppress_health_check=list(HealthCheck),
 )
-LONG = settings(QUICK, max_examples=20, stateful_step_count=8, derandomize=False)
+LONG = settings(QUICK, max_examples=8, stateful_step_count=6, derandomize=False)
 
 # What the machines measured, for the README's figures (see the faults' conftest).
 measured: Counter[str] = Counter()
@@ -118,13 +118,16 @@ class RunsAndMistakes(RuleBasedStateMachine):
     def kill_at_a_random_moment(self, workers: tuple[str, ...], after: int) -> None:
         process = self._start(workers)
         self._wait_for_payments(process, after)
-        kill_group(process)
-        measured["kills"] += 1
+        if process.poll() is None:
+            kill_group(process)
+            measured["kills"] += 1
 
     @rule(after=st.integers(min_value=1, max_value=3), stall=st.floats(0.2, 1.5))
     def stall_then_kill(self, after: int, stall: float) -> None:
         process = self._start(("-n", "2"))
         self._wait_for_payments(process, after)
+        if process.poll() is not None:
+            return  # the run finished first: nothing left to stall
         # The controller stops (a laptop lid, a debugger); its workers go on.
         os.kill(process.pid, signal.SIGSTOP)
         time.sleep(stall)
