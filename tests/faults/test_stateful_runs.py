@@ -235,6 +235,9 @@ def test_random_runs_and_mistakes_lose_nothing_and_count_every_cent(
 
 
 @pytest.mark.slow
+# Eight sequences of up to six real runs each: about 3 minutes on an idle machine,
+# past the suite's default limit on a busy one.
+@pytest.mark.timeout(1200)
 def test_many_long_sequences_of_runs_and_mistakes(figures: Counter[str]) -> None:
     measured.clear()
     run_state_machine_as_test(RunsAndMistakes, settings=LONG)
