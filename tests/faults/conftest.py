@@ -43,6 +43,20 @@ def figures(request: pytest.FixtureRequest) -> Counter[str]:
 
 
 @pytest.hookimpl
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # An xdist worker hands its figures to the controller, which prints the sum.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["fault_figures"] = dict(session.config.stash[figures_key])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    counts = node.config.stash[figures_key]
+    counts.update(getattr(node, "workeroutput", {}).get("fault_figures", {}))
+
+
+@pytest.hookimpl
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     counts = config.stash.get(figures_key, Counter())
     if counts:
