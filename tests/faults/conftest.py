@@ -47,7 +47,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     # An xdist worker hands its figures to the controller, which prints the sum.
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
-        workeroutput["fault_figures"] = dict(session.config.stash[figures_key])
+        figures: Counter[str] = session.config.stash[figures_key]
+        workeroutput["fault_figures"] = dict(figures)
 
 
 @pytest.hookimpl(optionalhook=True)
