@@ -9,7 +9,7 @@ Each size runs in a fresh process (so peak memory is per size) and prints one ro
 - load: `load()` of a fresh `Experiment` on that state (nothing cached in memory): the
   state comes from its JSON index, since the YAML is as the project wrote it;
 - edited: the same after a comment is added to `experiment.yaml` by hand, so the
-  index no longer matches and the YAML is parsed (and indexed again);
+  index no longer matches and the YAML is parsed (a load writes no index);
 - yaml parse: one `yaml.load(..., CSafeLoader)` of that file, the floor for `edited`;
 - get_status: right after a load (cached);
 - collect: `python -m pytest --delphyne-exp=exp.py --co -q` on the state, a whole

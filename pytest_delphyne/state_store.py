@@ -170,8 +170,7 @@ class StateStore(Generic[C]):
         return (_stat(self.state_file), _stat_journal(self.journal_file))
 
     def load(self) -> ExperimentState[C]:
-        """The state: `experiment.yaml` with the journal applied (nothing is written
-        but the index, a cache).
+        """The state: `experiment.yaml` with the journal applied (nothing is written).
 
         Journal records that no longer fit the state (a config deleted by hand, or
         whose params were edited after it ran) are not applied: `set_aside` lists
@@ -184,12 +183,10 @@ class StateStore(Generic[C]):
         signature = self._signature()
         if self._cached is not None and self._cached[0] == signature:
             return self._cached[1].copy()
-        data, text, digest, edited = self._read_data()
+        # After a hand edit, each load parses the YAML until the next save indexes
+        # it: reading (`status`, `--co`, `report`) writes nothing, not even a cache.
+        data, text, _, edited = self._read_data()
         state = state_from_data(data, self.state_file, self.codec, text)
-        if isinstance(text, str):
-            # Edited by hand (or written before indexes existed): index it now, so
-            # that only the first load after an edit pays for the YAML parser.
-            self._write_index(data, digest, edited=True)
         aside: list[ConfigUpdate] = []
         keys: dict[str, str] = {}
         for _, update in journal_entries(self.journal_file):

@@ -118,12 +118,11 @@ def exp(
 
 
 def snapshot(directory: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under `directory`, with its bytes and modification time, but the
-    state's index: a cache of the parsed YAML that any load may write."""
+    """Every file under `directory`, with its bytes and modification time."""
     return {
         str(path.relative_to(directory)): (path.read_bytes(), path.stat().st_mtime_ns)
         for path in sorted(directory.rglob("*"))
-        if path.is_file() and path.name != layout.STATE_INDEX_FILE
+        if path.is_file()
     }
 
 

@@ -499,8 +499,13 @@ def test_hand_edit_of_the_yaml_wins_over_the_index(
     loaded = make_store(tmp_path).load()
     expected = yaml.safe_load(path.read_text())["configs"]["b"]["params"]["model"]
     assert loaded.configs["b"].params.model == expected
-    # The edited YAML is indexed in turn: the next load reads the new index.
-    index = json.loads((tmp_path / layout.STATE_INDEX_FILE).read_text())
+    # Reading writes nothing: the index stays stale until the next save.
+    index_path = tmp_path / layout.STATE_INDEX_FILE
+    index = json.loads(index_path.read_text())
+    assert index["state"]["configs"]["b"]["params"]["model"] == "large"
+    assert make_store(tmp_path).load().configs["b"].params.model == expected
+    make_store(tmp_path).save(loaded)
+    index = json.loads(index_path.read_text())
     assert index["state"]["configs"]["b"]["params"]["model"] == expected
 
 
@@ -532,6 +537,8 @@ def test_yaml_with_quoted_iso_times_is_read_as_before(tmp_path: Path) -> None:
         )
     )
     assert make_store(tmp_path).load() == make_state()
+    assert not (tmp_path / layout.STATE_INDEX_FILE).exists()
+    make_store(tmp_path).save(make_state())
     assert make_store(tmp_path).load() == make_state()  # from the index
 
 

@@ -43,12 +43,7 @@ def done_run(pytester: pytest.Pytester) -> pytest.Pytester:
 
 
 def snapshot(out: Path) -> dict[Path, bytes]:
-    # The index is a cache of experiment.yaml that a reader may write.
-    return {
-        path: path.read_bytes()
-        for path in out.rglob("*")
-        if path.is_file() and path.name != layout.STATE_INDEX_FILE
-    }
+    return {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
 
 
 def edit_state(old: str, new: str) -> Callable[[Path], None]:
