@@ -199,6 +199,29 @@ def worker_queue(config: pytest.Config) -> Callable[[pytest.Item], list[pytest.I
     return upcoming
 
 
+def write_each_status_once(config: pytest.Config) -> None:
+    """Have xdist's terminal reporter skip a status line that repeats the last one.
+
+    Without a terminal to rewrite its line in, xdist writes its status once when the
+    workers start and once when they have collected. Under `-q` both say "bringing
+    up nodes...": the second line says nothing new.
+    """
+    reporter: Any = config.pluginmanager.get_plugin("terminaldistreporter")
+    if reporter is None:
+        return
+    write_status = reporter.ensure_show_status
+    written: list[str] = []
+
+    def ensure_show_status() -> None:
+        status = reporter.getstatus()
+        if written and written[-1] == status:
+            return
+        written[:] = [status]
+        write_status()
+
+    reporter.ensure_show_status = ensure_show_status
+
+
 class XdistHooks:
     """The xdist hooks and reads of xdist's internals; registered on the controller
     only, and only when pytest-xdist is installed.
@@ -253,6 +276,12 @@ class XdistHooks:
                 str(self.spend_ledger),
                 file_identity(self.spend_ledger),
             ]
+
+    # tryfirst: before xdist's terminal reporter writes its status line for the
+    # first time.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config) -> None:
+        write_each_status_once(config)
 
     # tryfirst: before xdist's own implementation, which would make its default
     # scheduler (the hook takes the first answer).
