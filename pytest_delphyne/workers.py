@@ -30,7 +30,9 @@ import pytest
 
 from pytest_delphyne.concurrency import UNFINISHED_KEY
 from pytest_delphyne.items import ExperimentBinding, sees_output_dir
+from pytest_delphyne.notices import Notify, channel_notices, notices_key
 from pytest_delphyne.wire import (
+    NOTICES_KEY,
     PLANS_KEY,
     SETUP_VALUES_KEY,
     SHIPPED_EXPERIMENTS_KEY,
@@ -148,6 +150,9 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
     ledger = workerinput.get(SPEND_LEDGER_KEY)
     if ledger is not None and is_same_file(Path(ledger[0]), ledger[1]):
         session.meter.ledger = Path(ledger[0])
+    channel = workerinput.get(NOTICES_KEY)
+    if channel is not None:
+        session.config.stash[notices_key] = channel_notices(channel)
     session.setup_values = {
         key: load_setup_value(data)
         for key, data in workerinput[SETUP_VALUES_KEY].items()
@@ -238,10 +243,12 @@ class XdistHooks:
         concurrency: the configs each worker keeps in flight; above 1, xdist's load
             scheduling keeps that many items queued on each worker.
         on_unfinished: records the configs a worker had in flight when it stopped.
+        on_notice: shows the notices of a worker's configs (see `notices.py`).
     """
 
     concurrency: int = 1
     on_unfinished: Callable[[list[UnfinishedConfig]], None] | None = None
+    on_notice: Notify | None = None
 
     def __init__(
         self,
@@ -271,11 +278,25 @@ class XdistHooks:
         node.workerinput[PLANS_KEY] = self._plans_text
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
         node.workerinput[SHIPPED_EXPERIMENTS_KEY] = self.shipped_experiments
+        if self.on_notice is not None:
+            node.workerinput[NOTICES_KEY] = self._notices_channel(node, self.on_notice)
         if self.spend_ledger is not None:
             node.workerinput[SPEND_LEDGER_KEY] = [
                 str(self.spend_ledger),
                 file_identity(self.spend_ledger),
             ]
+
+    @staticmethod
+    def _notices_channel(node: WorkerController, on_notice: Notify) -> Any:
+        # A channel of its own: xdist's channel refuses events it does not know,
+        # and its reports come only once an item ends.
+        channel = node.gateway.newchannel()
+
+        def receive(notice: tuple[str, str]) -> None:
+            on_notice(*notice)
+
+        channel.setcallback(receive)
+        return channel
 
     # tryfirst: before xdist's terminal reporter writes its status line for the
     # first time.
