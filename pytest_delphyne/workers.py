@@ -15,6 +15,7 @@ objects, sent as `bytes` down the channel this session's controller opened.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -22,12 +23,13 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne import interrupts
 from pytest_delphyne.concurrency import UNFINISHED_KEY
 from pytest_delphyne.items import ExperimentBinding, sees_output_dir
 from pytest_delphyne.notices import Notify, channel_notices, notices_key
@@ -116,6 +118,42 @@ def die_with_controller() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def workers_start_without_sigint(config: pytest.Config) -> Iterator[None]:
+    """Start this machine's workers with Ctrl-C blocked, the controller meanwhile.
+
+    A Ctrl-C reaches the terminal's whole process group: a worker's interpreter
+    still starting would print its import traceback (or a "Fatal Python error") on
+    the terminal. A worker inherits the blocked signal and drops it once started
+    (`drop_start_up_sigint`); the controller's own Ctrl-C is delivered as soon as
+    its workers' processes are started, and ends the session as usual. Workers on
+    other machines (`--tx ssh=...`) are not in the terminal's process group, and
+    starting them may hang: Ctrl-C stays free then.
+    """
+    specs = config.getoption("tx", None) or []
+    if not specs or not all(str(spec).startswith("popen") for spec in specs):
+        yield
+        return
+    with interrupts.sigint_deferred():
+        yield
+
+
+def drop_start_up_sigint() -> bool:
+    """Drop a Ctrl-C that reached this process while it started, take Ctrl-C again,
+    and say whether one was dropped.
+
+    On a worker, the controller, which received the same Ctrl-C, ends the session
+    and the worker.
+    """
+    pending = signal.SIGINT in signal.sigpending()
+    with contextlib.suppress(ValueError):  # not the main thread
+        handler = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, handler)
+    return pending
+
+
 def describe_worker_death(node: object) -> str:
     """How a crashed worker ended, as far as its process's exit status tells."""
     # A popen gateway keeps its subprocess.Popen on `gateway._io`: the only place the
@@ -143,6 +181,7 @@ def describe_worker_death(node: object) -> str:
 def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
     """Bind this worker's session to the controller's plans (see module docstring)."""
     die_with_controller()
+    drop_start_up_sigint()
     session.plans = decode_plans(workerinput[PLANS_KEY])
     if session.plans:
         # What this worker pays is counted under the controller's session.
@@ -270,6 +309,7 @@ class XdistHooks:
         # The queued events already delivered (the ids of their kwargs, which stay in
         # xdist's queue).
         self._delivered: set[int] = set()
+        self._interrupted_at_start = False
 
     @pytest.hookimpl
     def pytest_configure_node(self, node: WorkerController) -> None:
@@ -297,6 +337,21 @@ class XdistHooks:
 
         channel.setcallback(receive)
         return channel
+
+    # wrapper: around xdist's own implementation, which starts the workers.
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> Iterator[None]:
+        with workers_start_without_sigint(self.config):
+            started = yield
+            # Raised here, a Ctrl-C would end the session before its summary.
+            self._interrupted_at_start = drop_start_up_sigint()
+        return started
+
+    # tryfirst: before xdist's own implementation, which skips the collection.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self) -> None:
+        if self._interrupted_at_start:
+            raise KeyboardInterrupt
 
     # tryfirst: before xdist's terminal reporter writes its status line for the
     # first time.
