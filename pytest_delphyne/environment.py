@@ -134,6 +134,8 @@ class Environment:
         trace: whether to keep the calls for `trace.yaml`/`trace.html`.
         on_paid: called with each amount paid (not replayed), as it is paid: the
             ledger of paid calls.
+        on_notice: called with the config's name and each `notice`, as it happens:
+            the session's terminal.
     """
 
     def __init__(
@@ -146,9 +148,11 @@ class Environment:
         log_path: Path | None = None,
         trace: bool = False,
         on_paid: Callable[[Budget], None] | None = None,
+        on_notice: Callable[[str, str], None] | None = None,
     ):
         self.config_name = config_name
         self._on_paid = on_paid
+        self._on_notice = on_notice
         self.limit = limit
         self.cache = cache
         self._threshold = _level_index(log_level)
@@ -270,6 +274,13 @@ class Environment:
             line += " " + canonical_args_json(_loggable(metadata), "log metadata")
         self._log_file.write(redact(line) + "\n")
         self._log_file.flush()
+
+    def notice(self, message: str) -> None:
+        """Say `message` to the user now, while the config runs (what they would
+        otherwise wait for in silence: a request retried after waiting). Not logged:
+        `log` is for that."""
+        if self._on_notice is not None:
+            self._on_notice(self.config_name, redact(message))
 
     def close(self) -> None:
         """Close the cache and the log file."""

@@ -23,6 +23,7 @@ from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.files import PlantedSymlinkError
 from pytest_delphyne.ledger import LedgerWriter, ledger_file_path, new_attempt_id
 from pytest_delphyne.memory import session_long_lived
+from pytest_delphyne.notices import notices_key
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.redaction import redact_exception
 from pytest_delphyne.results import ResultFileError, read_result
@@ -331,6 +332,7 @@ class ConfigItem(pytest.Item):
             settings=self.settings,
             write_files=write_files,
             ledger=ledger,
+            on_notice=self.config.stash.get(notices_key, None),
         )
 
     def _ledger(self, directory: Path) -> LedgerWriter:

@@ -62,8 +62,10 @@ KEY_REJECTED_MESSAGE: Final = (
 UNKNOWN_MODEL_MESSAGE: Final = (
     "{url} does not serve model {model!r} ({status}): fix the model name or base_url"
 )
-
-"""Options of the client's `create` that say how a request is sent, not what it asks."""
+RETRY_NOTICE_AFTER: Final = 5.0
+"""Seconds since a request's first attempt after which each of its retries is said on
+the terminal (`env.notice`): a short wait passes unseen, a long one is explained."""
+RETRY_NOTICE_MESSAGE: Final = "{url} {cause}; retry {attempt} in {delay:.1f} s"
 
 
 class MissingExtraError(DelphyneError):
@@ -182,6 +184,9 @@ class OpenAIChatModel:
         backoff: seconds before the first retry, doubled at each one (with jitter),
             at most `max_backoff`. A server's `Retry-After` is honoured up to it.
         timeout: seconds per attempt.
+        retry_notice_after: seconds a request may wait before each retry is said on
+            the terminal (`RETRY_NOTICE_AFTER`; `float("inf")`: never, the config's
+            `log.txt` records every retry anyway).
         sleep: how to wait between attempts (tests pass a fake).
 
     Raises:
@@ -200,6 +205,7 @@ class OpenAIChatModel:
         backoff: float = 1.0,
         max_backoff: float = 60.0,
         timeout: float = 600.0,
+        retry_notice_after: float = RETRY_NOTICE_AFTER,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.model = model
@@ -209,6 +215,7 @@ class OpenAIChatModel:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.timeout = timeout
+        self.retry_notice_after = retry_notice_after
         self._api_key = api_key
         self._sleep = sleep
         self._client: openai.OpenAI | None = None
@@ -305,6 +312,7 @@ class OpenAIChatModel:
             openai.APIConnectionError,  # APITimeoutError included
             openai.InternalServerError,
         )
+        first_attempt = time.monotonic()
         for attempt in range(self.max_retries + 1):
             try:
                 response = client.chat.completions.create(**request, **transport)
@@ -323,6 +331,15 @@ class OpenAIChatModel:
                     attempt=attempt + 1,
                     error=type(error).__name__,
                 )
+                if time.monotonic() - first_attempt >= self.retry_notice_after:
+                    env.notice(
+                        RETRY_NOTICE_MESSAGE.format(
+                            url=self.url,
+                            cause=retry_cause(error),
+                            attempt=attempt + 1,
+                            delay=delay,
+                        )
+                    )
                 self._sleep(delay)
             except Exception as error:
                 # A server may echo the request's headers in its refusal.
@@ -400,6 +417,16 @@ class OpenAIChatModel:
         if retry_after is not None and retry_after.replace(".", "", 1).isdigit():
             delay = max(delay, float(retry_after))
         return float(min(delay, self.max_backoff))
+
+
+def retry_cause(error: Exception) -> str:
+    """What went wrong with an attempt that is retried, as the notice says it."""
+    status = getattr(error, "status_code", None)
+    if status is not None:
+        return f"answered {status}"
+    if type(error).__name__ == "APITimeoutError":
+        return "did not answer in time"
+    return "broke the connection"
 
 
 def remember_credentials(transport: Mapping[str, Any]) -> None:

@@ -27,6 +27,7 @@ from pytest_delphyne.concurrency import (
 from pytest_delphyne.controller import Controller, SessionReports
 from pytest_delphyne.discovery import ExperimentSpec
 from pytest_delphyne.memory import freeze_at_exit, session_long_lived
+from pytest_delphyne.notices import TerminalNotices, notices_key
 from pytest_delphyne.options import (
     add_options,
     apply_ini_settings,
@@ -146,6 +147,8 @@ def _start_controller(
     controller = Controller(session)
     config.stash[controller_key] = controller
     controller.start(specs)
+    notices = TerminalNotices(config)
+    config.stash[notices_key] = notices.show
     xdist: XdistHooks | None = None
     if config.pluginmanager.hasplugin("xdist"):
         xdist = _register(
@@ -160,6 +163,7 @@ def _start_controller(
                 shipped_experiments=controller.shipped_experiments,
             ),
         )
+        xdist.on_notice = notices.show
     if not controller.runs_configs:
         return
     recorder = _register(

@@ -137,6 +137,8 @@ class RunOptions:
         write_files: False writes nothing at all (replays); then only the replay
             cache modes and "off" make sense, and other modes are run as "off".
         ledger: where each amount paid is counted as it is paid, if anywhere.
+        on_notice: where the program's `env.notice` lines go (the config's name, the
+            line), if anywhere.
     """
 
     config_name: str
@@ -146,6 +148,7 @@ class RunOptions:
     settings: RunSettings = field(default_factory=RunSettings)
     write_files: bool = True
     ledger: LedgerWriter | None = None
+    on_notice: Callable[[str, str], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -262,6 +265,7 @@ def execute(
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
             on_paid=options.ledger.record if options.ledger is not None else None,
+            on_notice=options.on_notice,
         )
         if on_environment is not None:
             on_environment(env)

@@ -15,6 +15,7 @@ objects, sent as `bytes` down the channel this session's controller opened.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -22,15 +23,18 @@ import pickle
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pytest_delphyne import interrupts
 from pytest_delphyne.concurrency import UNFINISHED_KEY
 from pytest_delphyne.items import ExperimentBinding, sees_output_dir
+from pytest_delphyne.notices import Notify, channel_notices, notices_key
 from pytest_delphyne.wire import (
+    NOTICES_KEY,
     PLANS_KEY,
     SETUP_VALUES_KEY,
     SHIPPED_EXPERIMENTS_KEY,
@@ -114,6 +118,42 @@ def die_with_controller() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+@contextlib.contextmanager
+def workers_start_without_sigint(config: pytest.Config) -> Iterator[None]:
+    """Start this machine's workers with Ctrl-C blocked, the controller meanwhile.
+
+    A Ctrl-C reaches the terminal's whole process group: a worker's interpreter
+    still starting would print its import traceback (or a "Fatal Python error") on
+    the terminal. A worker inherits the blocked signal and drops it once started
+    (`drop_start_up_sigint`); the controller's own Ctrl-C is delivered as soon as
+    its workers' processes are started, and ends the session as usual. Workers on
+    other machines (`--tx ssh=...`) are not in the terminal's process group, and
+    starting them may hang: Ctrl-C stays free then.
+    """
+    specs = config.getoption("tx", None) or []
+    if not specs or not all(str(spec).startswith("popen") for spec in specs):
+        yield
+        return
+    with interrupts.sigint_deferred():
+        yield
+
+
+def drop_start_up_sigint() -> bool:
+    """Drop a Ctrl-C that reached this process while it started, take Ctrl-C again,
+    and say whether one was dropped.
+
+    On a worker, the controller, which received the same Ctrl-C, ends the session
+    and the worker.
+    """
+    pending = signal.SIGINT in signal.sigpending()
+    with contextlib.suppress(ValueError):  # not the main thread
+        handler = signal.getsignal(signal.SIGINT)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, handler)
+    return pending
+
+
 def describe_worker_death(node: object) -> str:
     """How a crashed worker ended, as far as its process's exit status tells."""
     # A popen gateway keeps its subprocess.Popen on `gateway._io`: the only place the
@@ -141,6 +181,7 @@ def describe_worker_death(node: object) -> str:
 def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
     """Bind this worker's session to the controller's plans (see module docstring)."""
     die_with_controller()
+    drop_start_up_sigint()
     session.plans = decode_plans(workerinput[PLANS_KEY])
     if session.plans:
         # What this worker pays is counted under the controller's session.
@@ -148,6 +189,9 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
     ledger = workerinput.get(SPEND_LEDGER_KEY)
     if ledger is not None and is_same_file(Path(ledger[0]), ledger[1]):
         session.meter.ledger = Path(ledger[0])
+    channel = workerinput.get(NOTICES_KEY)
+    if channel is not None:
+        session.config.stash[notices_key] = channel_notices(channel)
     session.setup_values = {
         key: load_setup_value(data)
         for key, data in workerinput[SETUP_VALUES_KEY].items()
@@ -199,6 +243,29 @@ def worker_queue(config: pytest.Config) -> Callable[[pytest.Item], list[pytest.I
     return upcoming
 
 
+def write_each_status_once(config: pytest.Config) -> None:
+    """Have xdist's terminal reporter skip a status line that repeats the last one.
+
+    Without a terminal to rewrite its line in, xdist writes its status once when the
+    workers start and once when they have collected. Under `-q` both say "bringing
+    up nodes...": the second line says nothing new.
+    """
+    reporter: Any = config.pluginmanager.get_plugin("terminaldistreporter")
+    if reporter is None:
+        return
+    write_status = reporter.ensure_show_status
+    written: list[str] = []
+
+    def ensure_show_status() -> None:
+        status = reporter.getstatus()
+        if written and written[-1] == status:
+            return
+        written[:] = [status]
+        write_status()
+
+    reporter.ensure_show_status = ensure_show_status
+
+
 class XdistHooks:
     """The xdist hooks and reads of xdist's internals; registered on the controller
     only, and only when pytest-xdist is installed.
@@ -215,10 +282,12 @@ class XdistHooks:
         concurrency: the configs each worker keeps in flight; above 1, xdist's load
             scheduling keeps that many items queued on each worker.
         on_unfinished: records the configs a worker had in flight when it stopped.
+        on_notice: shows the notices of a worker's configs (see `notices.py`).
     """
 
     concurrency: int = 1
     on_unfinished: Callable[[list[UnfinishedConfig]], None] | None = None
+    on_notice: Notify | None = None
 
     def __init__(
         self,
@@ -240,6 +309,7 @@ class XdistHooks:
         # The queued events already delivered (the ids of their kwargs, which stay in
         # xdist's queue).
         self._delivered: set[int] = set()
+        self._interrupted_at_start = False
 
     @pytest.hookimpl
     def pytest_configure_node(self, node: WorkerController) -> None:
@@ -248,11 +318,46 @@ class XdistHooks:
         node.workerinput[PLANS_KEY] = self._plans_text
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
         node.workerinput[SHIPPED_EXPERIMENTS_KEY] = self.shipped_experiments
+        if self.on_notice is not None:
+            node.workerinput[NOTICES_KEY] = self._notices_channel(node, self.on_notice)
         if self.spend_ledger is not None:
             node.workerinput[SPEND_LEDGER_KEY] = [
                 str(self.spend_ledger),
                 file_identity(self.spend_ledger),
             ]
+
+    @staticmethod
+    def _notices_channel(node: WorkerController, on_notice: Notify) -> Any:
+        # A channel of its own: xdist's channel refuses events it does not know,
+        # and its reports come only once an item ends.
+        channel = node.gateway.newchannel()
+
+        def receive(notice: tuple[str, str]) -> None:
+            on_notice(*notice)
+
+        channel.setcallback(receive)
+        return channel
+
+    # wrapper: around xdist's own implementation, which starts the workers.
+    @pytest.hookimpl(wrapper=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> Iterator[None]:
+        with workers_start_without_sigint(self.config):
+            started = yield
+            # Raised here, a Ctrl-C would end the session before its summary.
+            self._interrupted_at_start = drop_start_up_sigint()
+        return started
+
+    # tryfirst: before xdist's own implementation, which skips the collection.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection(self) -> None:
+        if self._interrupted_at_start:
+            raise KeyboardInterrupt
+
+    # tryfirst: before xdist's terminal reporter writes its status line for the
+    # first time.
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_xdist_setupnodes(self, config: pytest.Config) -> None:
+        write_each_status_once(config)
 
     # tryfirst: before xdist's own implementation, which would make its default
     # scheduler (the hook takes the first answer).
