@@ -192,6 +192,13 @@ class ExperimentState(Generic[C]):
             interruption_time=update.interruption_time,
         )
 
+    def status_counts(self) -> dict[str, int]:
+        """How many configs are `todo`, `done` and `failed`."""
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for info in self.configs.values():
+            counts[info.status] += 1
+        return counts
+
     def copy(self) -> ExperimentState[C]:
         """A copy whose config mapping can be changed independently."""
         return ExperimentState(self.name, self.description, dict(self.configs))
