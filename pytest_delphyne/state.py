@@ -105,8 +105,7 @@ class ConfigInfo(Generic[C]):
 
 
 def plain_params(info: ConfigInfo[C], codec: ConfigCodec[C]) -> dict[str, Any]:
-    """The params of `info` as plain data: the form this process made already (a
-    config's params cross from dataclass to plain data once), else their dump."""
+    """The params of `info` as plain data: the form it carries, else their dump."""
     return info.plain if info.plain is not None else codec.dump(info.params)
 
 
