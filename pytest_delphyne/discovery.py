@@ -22,8 +22,9 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.experiment import Experiment, experiment_of_script
+from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.roster import UnknownConfigError
+from pytest_delphyne.script_experiment import experiment_of_script
 from pytest_delphyne.tracebacks import PACKAGE_DIR, format_user_frames
 
 if TYPE_CHECKING:

@@ -1,86 +1,53 @@
 """`Experiment`: a grid of configurations of an oracular program, and its state.
 
-A façade over `identity` (config identity and names), `state` (the persistent state,
-its journal and the run lock) and `summary` (`results_summary.csv`). Running configs
-goes through the pytest plugin; nothing here imports pytest.
+A façade keeping the reference's API, each method handing over to the module that
+owns its concern: `state_updates` (what `load()` and the edits write), `roster` (names),
+`past_runs` (replays, success values), `summary`, `report`, `script_experiment` (the
+file behind an experiment). Running configs goes through the pytest plugin (`resume()`,
+`run_cli()`); nothing here imports pytest.
 """
 
 from __future__ import annotations
 
-import contextlib
-import runpy
 import sys
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pytest_delphyne import layout, summary
 from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
-from pytest_delphyne.identity import (
-    ConfigCodec,
-    codec_for,
-    make_converter,
-    validate_config_name,
+from pytest_delphyne.identity import ConfigCodec, codec_for
+from pytest_delphyne.past_runs import (
+    name_of_config,
+    replay_all,
+    replay_by_name,
+    success_values,
 )
-from pytest_delphyne.lock import ExperimentLockedError, RunLock
-from pytest_delphyne.recovery import recover_results
-from pytest_delphyne.results import ResultFileError, read_result
-from pytest_delphyne.roster import (
-    CONFIG_NOT_IN_STATE_MESSAGE,
-    Roster,
-    UnknownConfigError,
-    add_configs,
-    config_names,
-    listed_names,
-    names_in_state,
-)
-from pytest_delphyne.settings import RunSettings
-from pytest_delphyne.state import (
-    STATUSES,
-    ExperimentState,
-)
+from pytest_delphyne.roster import Roster, config_names, names_in_state
+from pytest_delphyne.script_experiment import defining_file, hand_over_if_captured
+from pytest_delphyne.settings import SETTING_NAMES, RunSettings
+from pytest_delphyne.state import ExperimentState
 from pytest_delphyne.state_store import StateStore
+from pytest_delphyne.state_updates import (
+    UnlistedConfigsWarning as UnlistedConfigsWarning,  # `load()` warns with it
+)
+from pytest_delphyne.state_updates import (
+    load_into_state,
+    mark_failed_as_todo,
+    remove_unlisted,
+)
 
 if TYPE_CHECKING:
-    from types import FrameType
     from typing import Self
 
     import pandas
 
     from pytest_delphyne.runtime import LogLevel, ReplayReport
 
-T = TypeVar("T")
-
-UNLISTED_CONFIGS_MESSAGE = (
-    "{count} config(s) in {state_file} are no longer listed by the experiment: "
-    "{names}. Experiment.clean_index() removes them from the state."
-)
-UNKNOWN_CONFIG_MESSAGE = "No config named {name!r} in {state_file}"
-NO_RESULT_MESSAGE = "Config {name!r} has no result yet ({path} does not exist)"
-_NAMES_SHOWN = 10
-
 C = TypeVar("C", bound=ExperimentConfig)
-
-
-class UnlistedConfigsWarning(UserWarning):
-    """The state has configs that the experiment no longer lists."""
-
-
-def _defining_file() -> Path | None:
-    # The first frame outside this module and `dataclasses` is the code creating the
-    # experiment (the generated `__init__` runs with this module's globals).
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_globals.get("__name__") in (
-        __name__,
-        "dataclasses",
-    ):
-        frame = frame.f_back
-    file = frame.f_globals.get("__file__") if frame is not None else None
-    return Path(file).absolute() if isinstance(file, str) else None
 
 
 @dataclass(kw_only=True)
@@ -155,21 +122,19 @@ class Experiment(Generic[C]):
     )
 
     def __post_init__(self) -> None:
-        self.defined_in = _defining_file()
+        self.defined_in = defining_file()
         self._cwd = Path.cwd()
 
     @property
     def absolute_output_dir(self) -> Path:
         """The output directory, anchored at `context.workspace_root` or else at the
         directory of the file that created the experiment."""
-        output_dir = Path(self.output_dir).expanduser()
-        if output_dir.is_absolute():
-            return output_dir
-        if self.context.workspace_root is not None:
-            return Path(self.context.workspace_root).absolute() / output_dir
-        if self.defined_in is not None:
-            return self.defined_in.parent / output_dir
-        return self._cwd / output_dir
+        anchor = self.context.workspace_root
+        if anchor is None:
+            anchor = (
+                self.defined_in.parent if self.defined_in is not None else self._cwd
+            )
+        return layout.anchored_output_dir(self.output_dir, anchor)
 
     @property
     def codec(self) -> ConfigCodec[C]:
@@ -179,14 +144,8 @@ class Experiment(Generic[C]):
     @property
     def settings(self) -> RunSettings:
         """The experiment's own settings of its configs' runs (`None`: the `Run`'s)."""
-        return RunSettings(
-            cache_requests=self.cache_requests,
-            log_level=self.log_level,
-            export_log=self.export_log,
-            export_raw_trace=self.export_raw_trace,
-            export_browsable_trace=self.export_browsable_trace,
-            verbose_snapshots=self.verbose_snapshots,
-        )
+        # Its fields are the experiment's attributes of the same names.
+        return RunSettings(**{name: getattr(self, name) for name in SETTING_NAMES})
 
     @cached_property
     def store(self) -> StateStore[C]:
@@ -237,53 +196,10 @@ class Experiment(Generic[C]):
             ExperimentLockedError: configs must be added while another process runs
                 the experiment.
         """
-        store = self.store
-        existed = store.exists()
-        self.set_aside = []
-        if existed:
-            state = store.load()
-            self.set_aside = [update.name for update in store.set_aside]
-        else:
-            state = ExperimentState(self.name, self.description, {})
-        must_write = not existed
-        for attribute in ("name", "description"):
-            value = getattr(self, attribute)
-            if value is not None and value != getattr(state, attribute):
-                setattr(state, attribute, value)
-                must_write = True
-        for name in state.configs:
-            validate_config_name(name)
         self._roster.forget()
-        params = None
-        if self.configs is not None:
-            enrolment = add_configs(
-                state,
-                self.configs,
-                self.config_class,
-                self.config_naming,
-                self.store.state_file,
-            )
-            names, params = enrolment.names, enrolment.params
-            must_write = must_write or bool(enrolment.added)
-            if enrolment.unlisted:
-                self._warn_unlisted(enrolment.unlisted)
-        else:
-            names = list(state.configs)
-        self.recovered = recover_results(self.absolute_output_dir, state, self.codec)
-        if self.recovered and not must_write:
-            try:
-                self._write(state)
-            except ExperimentLockedError:
-                # The run in progress records them: a reader only looks.
-                self.recovered = []
-        elif must_write:
-            self._write(state)
-        elif store.journal_file.exists():
-            # Folding while another process records would drop what it records next.
-            # Only a tidying: on a full disk the journal stays, applied on each load.
-            with contextlib.suppress(ExperimentLockedError, OSError):
-                self._write(state)
-        self._roster.remember(self.configs, names, params)
+        loaded = load_into_state(self)
+        self.recovered, self.set_aside = loaded.recovered, loaded.set_aside
+        self._roster.remember(self.configs, loaded.names, loaded.params)
         return self
 
     def plain_params(self, name: str, params: C) -> dict[str, Any]:
@@ -319,20 +235,6 @@ class Experiment(Generic[C]):
             return remembered
         return config_names(self.load_state(), self.configs, self.store.state_file)
 
-    def _warn_unlisted(self, names: list[str]) -> None:
-        shown = ", ".join(names[:_NAMES_SHOWN])
-        if len(names) > _NAMES_SHOWN:
-            shown += f" and {len(names) - _NAMES_SHOWN} more"
-        message = UNLISTED_CONFIGS_MESSAGE.format(
-            count=len(names), state_file=self.store.state_file, names=shown
-        )
-        warnings.warn(message, UnlistedConfigsWarning, stacklevel=3)
-
-    def _write(self, state: ExperimentState[C]) -> None:
-        # The lock is re-entrant within a process, so a runner holding it can call this.
-        with RunLock(self.absolute_output_dir):
-            self.store.save(state)
-
     def is_done(self) -> bool:
         """Whether every config of the state is `done`."""
         return all(info.status == "done" for info in self.load_state().configs.values())
@@ -343,10 +245,7 @@ class Experiment(Generic[C]):
         Raises:
             ExperimentLockedError: another process is running the experiment.
         """
-        state = self.load_state()
-        listed = listed_names(state, self.configs)
-        state.configs = {n: i for n, i in state.configs.items() if n in listed}
-        self._write(state)
+        remove_unlisted(self)
 
     def mark_errors_as_todos(self) -> None:
         """Mark every `failed` config as `todo`, to be run again.
@@ -354,18 +253,11 @@ class Experiment(Generic[C]):
         Raises:
             ExperimentLockedError: another process is running the experiment.
         """
-        state = self.load_state()
-        for name, info in state.configs.items():
-            if info.status == "failed":
-                state.configs[name] = replace(info, status="todo")
-        self._write(state)
+        mark_failed_as_todo(self)
 
     def get_status(self) -> dict[str, int]:
         """How many configs are `todo`, `done` and `failed`."""
-        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
-        for info in self.load_state().configs.values():
-            counts[info.status] += 1
-        return counts
+        return self.load_state().status_counts()
 
     def save_summary(
         self, ignore_missing: bool = False, add_timing: bool = False
@@ -413,16 +305,9 @@ class Experiment(Generic[C]):
             UnknownGroupError: `group_by` names something that is not a
                 hyperparameter.
         """
-        from pytest_delphyne.report import require_plotting, write_report
+        from pytest_delphyne.report import write_experiment_report
 
-        require_plotting()  # before reading 100,000 result files
-        return write_report(
-            self.absolute_output_dir,
-            self.load_state(),
-            self.codec,
-            Path(path) if path is not None else None,
-            group_by=group_by,
-        )
+        return write_experiment_report(self, path, group_by)
 
     def resume(
         self,
@@ -452,8 +337,7 @@ class Experiment(Generic[C]):
         Returns:
             pytest's exit code.
         """
-        if _capturing_script_experiment:
-            raise _ScriptExperimentFound(self)
+        hand_over_if_captured(self)
         from pytest_delphyne.launcher import RunRequest, run_experiment
 
         return run_experiment(
@@ -478,33 +362,11 @@ class Experiment(Generic[C]):
         Raises:
             UnknownConfigError: no config of that name.
         """
-        from pytest_delphyne.runtime import replay
-
-        state = self.load_state()
-        if config_name not in state.configs:
-            raise UnknownConfigError(
-                UNKNOWN_CONFIG_MESSAGE.format(
-                    name=config_name, state_file=self.store.state_file
-                )
-            )
-        config = state.configs[config_name].params
-        return replay(
-            lambda: config.instantiate(self.configs_context),
-            self.config_dir(config_name),
-            config_name=config_name,
-            log_level=self.log_level,
-        )
+        return replay_by_name(self, config_name)
 
     def replay_config(self, config: C) -> ReplayReport:
         """Replay a config; see `replay_config_by_name`."""
-        name = self.load_state().inverse_mapping()(config)
-        if name is None:
-            raise UnknownConfigError(
-                CONFIG_NOT_IN_STATE_MESSAGE.format(
-                    config=config, state_file=self.store.state_file
-                )
-            )
-        return self.replay_config_by_name(name)
+        return replay_by_name(self, name_of_config(self, config))
 
     def replay_all_configs(self) -> dict[str, ReplayReport]:
         """Replay every config that ran (done or failed), replicating the experiment.
@@ -512,19 +374,13 @@ class Experiment(Generic[C]):
         Returns:
             Each replayed config's report, by name.
         """
-        state = self.load_state()
-        return {
-            name: self.replay_config_by_name(name)
-            for name, info in state.configs.items()
-            if info.status != "todo"
-        }
+        return replay_all(self)
 
     def run_cli(self, argv: Sequence[str] | None = None) -> None:
         """Run the command-line application that controls the experiment from the
         shell (`python exp.py run -n 4`, `status`, ...); see `ExperimentCLI`. Exits
         the process with the command's exit code."""
-        if _capturing_script_experiment:
-            raise _ScriptExperimentFound(self)
+        hand_over_if_captured(self)
         from pytest_delphyne.cli import ExperimentCLI
 
         sys.exit(ExperimentCLI(self).main(argv))
@@ -537,70 +393,8 @@ class Experiment(Generic[C]):
         Raises:
             UnknownConfigError: no config of that name, or it has no result yet.
         """
-        state = self.load_state()
-        if config_name not in state.configs:
-            raise UnknownConfigError(
-                UNKNOWN_CONFIG_MESSAGE.format(
-                    name=config_name, state_file=self.store.state_file
-                )
-            )
-        try:
-            recorded = read_result(self.config_dir(config_name))
-        except ResultFileError as error:
-            if not error.missing:
-                raise
-            raise UnknownConfigError(
-                NO_RESULT_MESSAGE.format(name=config_name, path=error.path)
-            ) from None
-        loaded: list[Any] = make_converter().structure(recorded.values, list[type])
-        return loaded
+        return success_values(self, config_name, type)
 
     def config_success_values(self, config: C, *, type: Any) -> Sequence[Any]:
         """The values of a config's outcome; see `config_success_values_by_name`."""
-        name = self.load_state().inverse_mapping()(config)
-        if name is None:
-            raise UnknownConfigError(
-                CONFIG_NOT_IN_STATE_MESSAGE.format(
-                    config=config, state_file=self.store.state_file
-                )
-            )
-        return self.config_success_values_by_name(name, type=type)
-
-
-# Set while a worker runs a script to find the experiment it defines under `__main__`.
-_capturing_script_experiment = False
-
-
-class _ScriptExperimentFound(BaseException):
-    # A BaseException, so that the script's own `except Exception` cannot swallow it.
-    def __init__(self, experiment: Experiment[Any]):
-        super().__init__()
-        self.experiment = experiment
-
-
-SCRIPT_WITHOUT_EXPERIMENT_MESSAGE = (
-    "{path} defines no module-level Experiment, and running it as a script never "
-    "reached Experiment.resume() or run_cli()"
-)
-
-
-def experiment_of_script(path: Path) -> Experiment[Any]:
-    """The experiment a script builds under `if __name__ == "__main__":`.
-
-    The script runs as `__main__` until it calls `resume()` or `run_cli()` on its
-    experiment, which then hand it over instead of running.
-
-    Raises:
-        UnknownConfigError: the script never got there.
-    """
-    global _capturing_script_experiment
-    _capturing_script_experiment = True
-    sys.path.insert(0, str(path.parent))
-    try:
-        runpy.run_path(str(path), run_name="__main__")
-    except _ScriptExperimentFound as found:
-        return found.experiment
-    finally:
-        _capturing_script_experiment = False
-        sys.path.remove(str(path.parent))
-    raise UnknownConfigError(SCRIPT_WITHOUT_EXPERIMENT_MESSAGE.format(path=path))
+        return success_values(self, name_of_config(self, config), type)

@@ -48,6 +48,15 @@ def path_stem(path: Path | str) -> str:
     return Path(path).stem
 
 
+def anchored_output_dir(output_dir: Path | str, anchor: Path | str) -> Path:
+    """`output_dir` (`~` expanded) as an absolute path: itself if it is absolute,
+    else relative to `anchor`."""
+    path = Path(output_dir).expanduser()
+    if path.is_absolute():
+        return path
+    return Path(anchor).absolute() / path
+
+
 def state_file_path(output_dir: Path) -> Path:
     return output_dir / STATE_FILE
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from pytest_delphyne.wording import plural
 
@@ -51,3 +52,13 @@ def progress_line(finished: int, total: int, spent: dict[str, float]) -> str:
     return PROGRESS_MESSAGE.format(
         finished=finished, total=total, spent=f"{price:.4f} ({requests})"
     )
+
+
+def write_progress_line(terminal: Any, line: str) -> None:
+    """Write `line` on pytest's terminal reporter as a line of its own."""
+    # Under xdist the letters of the configs are written without a file name,
+    # which `write_line` would not end: a line of its own.
+    open_line: int = getattr(terminal, "_width_of_current_line", 0)
+    if open_line and not terminal.currentfspath:
+        terminal.write("\n")
+    terminal.write_line(line)

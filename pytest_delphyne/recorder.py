@@ -1,18 +1,17 @@
 """The controller's recorder: the only writer of an experiment's state.
 
 Each config's report reaches the controller (from this process, or from an xdist worker)
-carrying a `ResultPayload` in its `user_properties`. The recorder writes the files a
-worker shipped (a worker that does not see the output directory), then records the
-config's new status in the state's journal: one O(1) append per config, durable the
-moment it is written. At session end it folds the journal into `experiment.yaml`,
-marks configs that were running when the session stopped as interrupted, writes the
-summary when every config is done, and reports what was spent.
+carrying a `ResultPayload` in its `user_properties`. The recorder has the files a
+worker shipped written (`shipped_files`), then records the config's new status in the
+state's journal: one O(1) append per config, durable the moment it is written, and
+settles what it paid (`session_ledger`). At session end it folds the journal into
+`experiment.yaml`, marks configs that were running when the session stopped as
+interrupted, writes the summary when every config is done, and reports what was spent.
+Which config a report is about: `recorded_experiments`.
 """
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,30 +20,25 @@ import pytest
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.files import (
-    PlantedSymlinkError,
-    atomic_write,
-    refuse_symlinks,
-)
+from pytest_delphyne.files import PlantedSymlinkError
 from pytest_delphyne.interrupts import SigintGuard, sigint_deferred
-from pytest_delphyne.ledger import (
-    LedgerReader,
-    append_shipped_ledger,
-    ledger_file_path,
-    read_payments,
-    total_paid,
+from pytest_delphyne.ledger import LedgerReader
+from pytest_delphyne.lock import LockLostError
+from pytest_delphyne.progress import CostProgress, progress_line, write_progress_line
+from pytest_delphyne.recorded_experiments import ConfigsToRecord, parse_time
+from pytest_delphyne.recorded_experiments import (
+    RecordedExperiment as RecordedExperiment,  # the controller makes them
 )
-from pytest_delphyne.lock import LockLostError, RunLock
-from pytest_delphyne.progress import CostProgress, progress_line
-from pytest_delphyne.selection import SelectionOptions, decide_action
-from pytest_delphyne.spending import describe_budget, summary_totals, total_spent
-from pytest_delphyne.state import ConfigUpdate, Status, params_key
+from pytest_delphyne.selection import SelectionOptions
+from pytest_delphyne.session_ledger import SessionLedger
+from pytest_delphyne.shipped_files import write_no_report_file, write_shipped_files
+from pytest_delphyne.spending import summary_totals, total_spent
+from pytest_delphyne.state import Status
 from pytest_delphyne.state_store import StateEditedError
 from pytest_delphyne.summary import KnownResult, save_summary
 from pytest_delphyne.wire import (
     ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
-    ExperimentPlan,
     ResultPayload,
     decode_result,
 )
@@ -54,7 +48,6 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pytest_delphyne.concurrency import UnfinishedConfig
-    from pytest_delphyne.experiment import Experiment
     from pytest_delphyne.workers import XdistHooks
 
 T = TypeVar("T")
@@ -62,10 +55,6 @@ T = TypeVar("T")
 STATE_SAVED_MESSAGE = (
     "delphyne: the session stopped before every config ran; state saved to {path}"
 )
-MISSING_RESULT_MESSAGE = (
-    "config {name} ended without a result file at {path}; it is recorded as failed"
-)
-NO_REPORT_MESSAGE = "config {name} ended without a result: {reason}\n\n{details}"
 STORAGE_ERROR_MESSAGE = (
     "delphyne: cannot write to the output directory {output_dir} ({error}); the "
     "session stopped. Every result recorded before is kept in {state_file} and its "
@@ -75,50 +64,13 @@ STORAGE_ERROR_MESSAGE = (
 NO_SUMMARY_MESSAGE = "delphyne: no summary written: {error}"
 
 
-def parse_time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-@dataclass
-class RecordedExperiment:
-    """One experiment the controller records results for."""
-
-    attr: str
-    path: Path
-    experiment: Experiment[Any]
-    plan: ExperimentPlan
-    running: dict[str, datetime] = field(default_factory=dict)
-    summary_path: Path | None = None
-    # The results reported this session, so the summary need not read their files.
-    results: dict[str, KnownResult] = field(default_factory=dict)
-    # Why something the recorder had to write could not be written, for the summary.
-    problems: list[str] = field(default_factory=list)
-    # The run lock held on the output directory, checked before the fold.
-    lock: RunLock | None = None
-    _planned_params: dict[str, dict[str, Any]] | None = None
-    _params_keys: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def key(self) -> str:
-        return self.plan["key"]
-
-    def params_key(self, name: str) -> str | None:
-        """The key of the params config `name` runs with, as planned (`None` for a
-        config outside the plan)."""
-        if self._planned_params is None:
-            self._planned_params = {
-                planned["name"]: planned["params"] for planned in self.plan["configs"]
-            }
-        key = self._params_keys.get(name)
-        if key is None and name in self._planned_params:
-            key = self._params_keys[name] = params_key(self._planned_params[name])
-        return key
-
-
-def _write_shipped_file(path: Path, data: bytes) -> None:
-    refuse_symlinks([path.parent, path])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, data, durable=False)
+def _storage_error(exp: RecordedExperiment, error: OSError) -> str:
+    output_dir = exp.experiment.absolute_output_dir
+    return STORAGE_ERROR_MESSAGE.format(
+        output_dir=output_dir,
+        error=error,
+        state_file=layout.state_file_path(output_dir),
+    )
 
 
 class Recorder:
@@ -136,26 +88,13 @@ class Recorder:
     ):
         self.config = config
         self.session_id = session_id
-        # By experiment key: what the session paid for the configs it recorded.
-        self._ledger_readers: dict[str, LedgerReader] = {}
+        self.ledger = SessionLedger(session_id)
         self.xdist = xdist
         self.experiments = {exp.key: exp for exp in experiments}
-        # "attr[name]" -> candidates, to map node ids of reports without a payload
-        # (a crashed worker, a failing setup) back to their config.
-        self._by_item_name: dict[str, list[tuple[RecordedExperiment, str]]] = {}
-        for exp in experiments:
-            for planned in exp.plan["configs"]:
-                if decide_action(planned["status"], options) != "run":
-                    # Replays, skips and stored failures never change the state.
-                    continue
-                item_name = f"{exp.attr}[{planned['name']}]"
-                self._by_item_name.setdefault(item_name, []).append(
-                    (exp, planned["name"])
-                )
+        self.to_record = ConfigsToRecord(experiments, options, config.rootpath)
         self.progress = CostProgress(
             interval=config.getoption("delphyne_progress_interval", 30.0)
         )
-        self._to_run = sum(len(found) for found in self._by_item_name.values())
         self._finished = 0
         self._shown = 0
         self.interrupted = False
@@ -163,22 +102,9 @@ class Recorder:
         self.sigint = SigintGuard(on_stop_after_saving=self._say_saved)
         self._said_saved = False
 
-    def _config_of(self, nodeid: str) -> tuple[RecordedExperiment, str] | None:
-        path, _, item_name = nodeid.rpartition("::")
-        candidates = self._by_item_name.get(item_name)
-        if not candidates:
-            return None
-        if len(candidates) == 1:
-            return candidates[0]
-        file_path = (self.config.rootpath / path).resolve()
-        for exp, name in candidates:
-            if exp.path == file_path:
-                return exp, name
-        return None
-
     @pytest.hookimpl
     def pytest_runtest_logstart(self, nodeid: str) -> None:
-        found = self._config_of(nodeid)
+        found = self.to_record.config_of(nodeid)
         if found is not None:
             exp, name = found
             exp.running[name] = datetime.now(UTC)
@@ -198,7 +124,7 @@ class Recorder:
         if report.failed and report.when != "teardown":
             self._storing(self._record_failure_without_payload, report)
         elif report.when == "teardown":
-            found = self._config_of(report.nodeid)
+            found = self.to_record.config_of(report.nodeid)
             if found is not None:
                 found[0].running.pop(found[1], None)
 
@@ -227,34 +153,15 @@ class Recorder:
             return
         name = payload["config"]
         shipped = payload["files"]
-        output_dir = exp.experiment.absolute_output_dir
-        shipped_ledger = shipped.pop(layout.LEDGER_FILE, None)
-        if shipped_ledger is not None:
-            append_shipped_ledger(output_dir, shipped_ledger)
-        config_dir = exp.experiment.config_dir(name)
-        if shipped:
-            for file_name, data in shipped.items():
-                _write_shipped_file(config_dir / file_name, data)
-        status: Status = "failed" if payload["status"] == "failed" else "done"
-        # A worker that shares the output directory wrote its result before reporting
-        # "done" (no stat needed); one that does not ships it, or has none.
-        if status == "done" and shipped and layout.RESULT_FILE not in shipped:
-            result_path = config_dir / layout.RESULT_FILE
-            status = "failed"
-            _write_shipped_file(
-                config_dir / layout.EXCEPTION_FILE,
-                MISSING_RESULT_MESSAGE.format(name=name, path=result_path).encode(),
-            )
-        exp.experiment.store.record(
-            ConfigUpdate(
-                name=name,
-                status=status,
-                start_time=parse_time(payload["start_time"]),
-                end_time=parse_time(payload["end_time"]),
-                interruption_time=None,
-                params=exp.params_key(name),
-            )
+        self.ledger.receive_shipped(exp.experiment.absolute_output_dir, shipped)
+        status: Status = write_shipped_files(
+            exp.experiment.config_dir(name),
+            name,
+            shipped,
+            "failed" if payload["status"] == "failed" else "done",
         )
+        start, end = parse_time(payload["start_time"]), parse_time(payload["end_time"])
+        exp.experiment.store.record(exp.update(name, status, start, end))
         if status == "done" and payload["success"] is not None:
             exp.results[name] = KnownResult(payload["success"], payload["spent"])
         exp.running.pop(name, None)
@@ -272,14 +179,9 @@ class Recorder:
         self._shown = self._finished
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
-            # Under xdist the letters of the configs are written without a file
-            # name, which `write_line` would not end: a line of its own.
-            open_line: int = getattr(terminal, "_width_of_current_line", 0)
-            if open_line and not terminal.currentfspath:
-                terminal.write("\n")
-            terminal.write_line(
-                progress_line(self._finished, self._to_run, self.session_spent())
-            )
+            spent = self.session_spent()
+            line = progress_line(self._finished, self.to_record.count, spent)
+            write_progress_line(terminal, line)
 
     def mark_unfinished(self, unfinished: list[UnfinishedConfig]) -> None:
         """Configs whose programs started ahead of their items and were not
@@ -292,7 +194,7 @@ class Recorder:
                 )
 
     def _record_failure_without_payload(self, report: pytest.TestReport) -> None:
-        found = self._config_of(report.nodeid)
+        found = self.to_record.config_of(report.nodeid)
         if found is None:
             return
         exp, name = found
@@ -301,26 +203,13 @@ class Recorder:
             if report.when not in ("setup", "call")
             else f"an error during {report.when}"
         )
-        with contextlib.suppress(PlantedSymlinkError):
-            # The item's own failure already names the link.
-            _write_shipped_file(
-                exp.experiment.config_dir(name) / layout.EXCEPTION_FILE,
-                NO_REPORT_MESSAGE.format(
-                    name=name, reason=reason, details=report.longreprtext
-                ).encode(),
-            )
+        write_no_report_file(
+            exp.experiment.config_dir(name), name, reason, report.longreprtext
+        )
         start = exp.running.pop(name, None)
         self._ledger_reader(exp).settle(name)
-        exp.experiment.store.record(
-            ConfigUpdate(
-                name=name,
-                status="failed",
-                start_time=start,
-                end_time=datetime.now(UTC),
-                interruption_time=None,
-                params=exp.params_key(name),
-            )
-        )
+        end = datetime.now(UTC)
+        exp.experiment.store.record(exp.update(name, "failed", start, end))
 
     def _storing(self, record: Callable[[T], None], argument: T) -> None:
         # A full disk (or any failing write) is no bug of the session: stop it with
@@ -337,12 +226,7 @@ class Recorder:
             for candidate in self.experiments.values():
                 if str(candidate.experiment.absolute_output_dir) in str(error.filename):
                     exp = candidate
-            output_dir = exp.experiment.absolute_output_dir
-            self.storage_error = STORAGE_ERROR_MESSAGE.format(
-                output_dir=output_dir,
-                error=error,
-                state_file=layout.state_file_path(output_dir),
-            )
+            self.storage_error = _storage_error(exp, error)
             self._stop(self.storage_error)
 
     def _check_spend_cap(self) -> None:
@@ -361,21 +245,15 @@ class Recorder:
             session.shouldstop = reason
 
     def _ledger_reader(self, exp: RecordedExperiment) -> LedgerReader:
-        reader = self._ledger_readers.get(exp.key)
-        if reader is None:
-            reader = self._ledger_readers[exp.key] = LedgerReader(
-                ledger_file_path(exp.experiment.absolute_output_dir), self.session_id
-            )
-        return reader
+        return self.ledger.reader(exp.key, exp.experiment.absolute_output_dir)
 
     def session_spent(self) -> dict[str, float]:
         """What this session paid for the configs it recorded, by budget field, as
         the experiments' ledgers say (a config in flight counts once it ends)."""
-        total: dict[str, float] = {}
-        for exp in self.experiments.values():
-            for name, value in self._ledger_reader(exp).paid().items():
-                total[name] = total.get(name, 0) + value
-        return total
+        return self.ledger.paid(
+            (exp.key, exp.experiment.absolute_output_dir)
+            for exp in self.experiments.values()
+        )
 
     def session_price_paid(self) -> float:
         """What this session paid, in price, as the experiments' ledgers say."""
@@ -398,7 +276,7 @@ class Recorder:
     def _saved_message(self, exp: RecordedExperiment) -> str | None:
         # Only a session that could run configs has a state to speak of; one that
         # only replays (`--pdb` quit with `q`) wrote nothing.
-        if not (self.interrupted and self._by_item_name):
+        if not (self.interrupted and self.to_record.count):
             return None
         return STATE_SAVED_MESSAGE.format(
             path=self._display(
@@ -453,16 +331,8 @@ class Recorder:
         now = datetime.now(UTC)
         try:
             for name, start in exp.running.items():
-                exp.experiment.store.record(
-                    ConfigUpdate(
-                        name=name,
-                        status="todo",
-                        start_time=start,
-                        end_time=None,
-                        interruption_time=now,
-                        params=exp.params_key(name),
-                    )
-                )
+                update = exp.update(name, "todo", start, interrupted=now)
+                exp.experiment.store.record(update)
                 self.interrupted = True
             exp.running.clear()
             if exp.lock is not None:
@@ -479,15 +349,7 @@ class Recorder:
                 )
         except OSError as error:
             # The journal stays beside the YAML: the next load applies it.
-            exp.problems.append(
-                STORAGE_ERROR_MESSAGE.format(
-                    output_dir=exp.experiment.absolute_output_dir,
-                    error=error,
-                    state_file=layout.state_file_path(
-                        exp.experiment.absolute_output_dir
-                    ),
-                )
-            )
+            exp.problems.append(_storage_error(exp, error))
         except (StateEditedError, LockLostError) as error:
             # A person's edit wins: the journal keeps every result of this run.
             exp.problems.append(f"delphyne: {error}")
@@ -513,11 +375,10 @@ class Recorder:
                 f"{status['done']} done, {status['failed']} failed, "
                 f"{status['todo']} todo"
             )
-            payments = read_payments(exp.experiment.absolute_output_dir)
-            paid_now = total_paid(payments, session=self.session_id)
-            write(f"  paid this session: {describe_budget(paid_now)}")
-            write(f"  paid in total: {describe_budget(total_paid(payments))}")
-            write(f"  recorded in total: {describe_budget(self._recorded_total(exp))}")
+            for line in self.ledger.totals_lines(
+                exp.experiment.absolute_output_dir, self._recorded_total(exp)
+            ):
+                write(line)
             if exp.summary_path is not None:
                 write(f"  summary: {self._display(exp.summary_path)}")
             for problem in exp.problems:

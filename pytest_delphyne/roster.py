@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -81,10 +81,14 @@ def add_configs(
     codec = codec_for(config_class)
     # Params read from the state are canonical already: dumping them is enough.
     # (Loaded from plain data, they dump to plain data: no need to check.)
-    dumps: dict[str, tuple[object, dict[str, Any]]] = {
-        name: (info.params, codec.dump(info.params, check=False))
-        for name, info in state.configs.items()
-    }
+    dumps: dict[str, tuple[object, dict[str, Any]]] = {}
+    for name, info in state.configs.items():
+        plain = info.plain
+        if plain is None:
+            plain = codec.dump(info.params, check=False)
+            # Carried with the state: its saves and the summary need no dump.
+            state.configs[name] = replace(info, plain=plain)
+        dumps[name] = (info.params, plain)
     name_by_key = {canonical_json(dumped): name for name, (_, dumped) in dumps.items()}
     names: list[str] = []
     listed: set[str] = set()
@@ -104,7 +108,8 @@ def add_configs(
         if existing is None:
             # As `codec.canonical_key`, keeping the canonical config it loads.
             canonical = codec.load(dumped)
-            key = canonical_json(codec.dump(canonical))
+            canonical_dump = codec.dump(canonical)
+            key = canonical_json(canonical_dump)
             existing = name_by_key.get(key)
         if existing is not None:
             listed.add(existing)
@@ -122,8 +127,8 @@ def add_configs(
                     holder=_name_holder(state, names, name, state_file),
                 )
             )
-        state.configs[name] = ConfigInfo(canonical)
-        dumps[name] = (canonical, codec.dump(canonical, check=False))
+        state.configs[name] = ConfigInfo(canonical, plain=canonical_dump)
+        dumps[name] = (canonical, canonical_dump)
         name_by_key[key] = name
         listed.add(name)
         names.append(name)

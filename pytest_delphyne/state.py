@@ -18,6 +18,7 @@ lines are `journal`'s; the run lock is `lock`'s.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping
@@ -88,6 +89,9 @@ class ConfigInfo(Generic[C]):
         end_time: When its last run ended (the same).
         interruption_time: If its last run was interrupted, when (its status is then
             still `todo`).
+        plain: `params` as plain data, once this process has dumped them (see
+            `plain_params`); never taken from a file, whose params may not be in
+            their canonical form.
     """
 
     params: C
@@ -95,6 +99,14 @@ class ConfigInfo(Generic[C]):
     start_time: datetime | None = None
     end_time: datetime | None = None
     interruption_time: datetime | None = None
+    plain: dict[str, Any] | None = dataclasses.field(
+        default=None, compare=False, repr=False, kw_only=True
+    )
+
+
+def plain_params(info: ConfigInfo[C], codec: ConfigCodec[C]) -> dict[str, Any]:
+    """The params of `info` as plain data: the form it carries, else their dump."""
+    return info.plain if info.plain is not None else codec.dump(info.params)
 
 
 @dataclass(frozen=True)
@@ -192,6 +204,13 @@ class ExperimentState(Generic[C]):
             interruption_time=update.interruption_time,
         )
 
+    def status_counts(self) -> dict[str, int]:
+        """How many configs are `todo`, `done` and `failed`."""
+        counts: dict[str, int] = dict.fromkeys(STATUSES, 0)
+        for info in self.configs.values():
+            counts[info.status] += 1
+        return counts
+
     def copy(self) -> ExperimentState[C]:
         """A copy whose config mapping can be changed independently."""
         return ExperimentState(self.name, self.description, dict(self.configs))
@@ -259,7 +278,7 @@ def state_data(state: ExperimentState[C], codec: ConfigCodec[C]) -> dict[str, An
     """The state as the plain data `experiment.yaml` holds."""
     configs = {
         name: {
-            "params": codec.dump(info.params),
+            "params": plain_params(info, codec),
             "status": info.status,
             # YAML timestamps, which the reference's loader reads as datetimes.
             "start_time": info.start_time and stored_time(info.start_time),

@@ -31,7 +31,12 @@ from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.results import ResultFileError, read_result
-from pytest_delphyne.state import ConfigInfo, ExperimentState, aware_time
+from pytest_delphyne.state import (
+    ConfigInfo,
+    ExperimentState,
+    aware_time,
+    plain_params,
+)
 
 if TYPE_CHECKING:
     import pandas
@@ -158,7 +163,7 @@ def summary_rows(
                 continue
             success = result.success
             spent = {field: getattr(result.spent, field) for field in BUDGET_FIELDS}
-        row = param_columns(codec.dump(info.params))
+        row = param_columns(plain_params(info, codec))
         params = dict(row)
         row["success"] = bool(success)
         for field in SUMMARY_BUDGET_ORDER:

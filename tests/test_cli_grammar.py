@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pytest_delphyne.cli import parse_command_line
+from pytest_delphyne.cli_grammar import parse_command_line
 
 RUN_DEFAULTS: dict[str, Any] = {
     "command": "run",

@@ -16,15 +16,10 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.configs import ExecutionContext, ExperimentConfig, WorkersSetup
-from pytest_delphyne.experiment import (
-    NO_RESULT_MESSAGE,
-    UNKNOWN_CONFIG_MESSAGE,
-    UNLISTED_CONFIGS_MESSAGE,
-    Experiment,
-    UnlistedConfigsWarning,
-)
+from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.identity import InvalidConfigNameError
 from pytest_delphyne.lock import ExperimentLockedError
+from pytest_delphyne.past_runs import NO_RESULT_MESSAGE, UNKNOWN_CONFIG_MESSAGE
 from pytest_delphyne.roster import (
     CONFIG_NOT_IN_STATE_MESSAGE,
     DUPLICATE_NAME_MESSAGE,
@@ -42,6 +37,10 @@ from pytest_delphyne.state import (
     StateFileError,
     Status,
     utc_now,
+)
+from pytest_delphyne.state_updates import (
+    UNLISTED_CONFIGS_MESSAGE,
+    UnlistedConfigsWarning,
 )
 from pytest_delphyne.summary import MissingResultsError
 

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_delphyne import layout
 from pytest_delphyne.errors import DelphyneError
-from pytest_delphyne.experiment import Experiment, experiment_of_script
+from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.report.data import RESULT_COLUMNS
+from pytest_delphyne.script_experiment import experiment_of_script
 from pytest_delphyne.summary import summary_columns, summary_rows
 
 if TYPE_CHECKING:

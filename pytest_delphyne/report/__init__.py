@@ -29,7 +29,11 @@ from pytest_delphyne.report.data import (
     SLOWEST_SHOWN,
     TRACEBACK_LINES,
 )
-from pytest_delphyne.report.page import REPORT_FILE, write_report
+from pytest_delphyne.report.page import (
+    REPORT_FILE,
+    write_experiment_report,
+    write_report,
+)
 from pytest_delphyne.report.request import (
     MISSING_PLOTTING_MESSAGE,
     UNKNOWN_GROUP_MESSAGE,
@@ -57,5 +61,6 @@ __all__ = [
     "check_group_by",
     "parse_group_by",
     "require_plotting",
+    "write_experiment_report",
     "write_report",
 ]

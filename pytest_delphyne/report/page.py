@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
@@ -57,6 +57,8 @@ from pytest_delphyne.summary import SUMMARY_BUDGET_ORDER
 
 if TYPE_CHECKING:
     import pandas
+
+    from pytest_delphyne.experiment import Experiment
 
 C = TypeVar("C")
 
@@ -308,6 +310,23 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, page)
     return path
+
+
+def write_experiment_report(
+    experiment: Experiment[Any],
+    path: Path | str | None = None,
+    group_by: str | Sequence[str] | None = None,
+) -> Path:
+    """`Experiment.report()`: `write_report` for `experiment`, refusing before even
+    its state is read when matplotlib is missing."""
+    require_plotting()
+    return write_report(
+        experiment.absolute_output_dir,
+        experiment.load_state(),
+        experiment.codec,
+        Path(path) if path is not None else None,
+        group_by=group_by,
+    )
 
 
 PAGE = """<!DOCTYPE html>
