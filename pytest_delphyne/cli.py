@@ -52,8 +52,7 @@ STATUS_MESSAGE = (
     "  - paid in total: {paid}"
 )
 NEXT_RUN_NAMES_MESSAGE = (
-    "  - {count} more configurations listed by the code, not in the state yet: "
-    "the next run names them"
+    "  - {count} listed by the code, not in the state yet: the next run names them"
 )
 UNNAMED_CONFIGS_MESSAGE = (
     "  - {count} listed by the code, not in the state yet: "
@@ -155,7 +154,8 @@ class ExperimentCLI:
         if unnamed:
             holder = read_lock_holder(experiment.absolute_output_dir)
             if holder is None:
-                print(NEXT_RUN_NAMES_MESSAGE.format(count=unnamed))
+                count = plural(unnamed, "more configuration")
+                print(NEXT_RUN_NAMES_MESSAGE.format(count=count))
             else:
                 print(
                     UNNAMED_CONFIGS_MESSAGE.format(

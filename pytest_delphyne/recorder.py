@@ -340,7 +340,13 @@ class Recorder:
                 exp.lock.check()
             exp.experiment.store.fold()
             experiment = exp.experiment
-            if experiment.is_done():
+            output_dir = experiment.absolute_output_dir
+            # A session that changed no state leaves the summary as it is (one the
+            # reference launcher wrote with its timing column, say).
+            if experiment.is_done() and (
+                experiment.store.written
+                or not layout.summary_file_path(output_dir).exists()
+            ):
                 exp.summary_path = save_summary(
                     experiment.absolute_output_dir,
                     experiment.load_state(),

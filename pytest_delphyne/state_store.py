@@ -161,6 +161,9 @@ class StateStore(Generic[C]):
         self._baseline: tuple[int, int, int] | None = None
         # Journal records the last load could not apply (see `load`).
         self.set_aside: list[ConfigUpdate] = []
+        # Whether this store wrote `experiment.yaml`: what is derived from it (the
+        # summary) is stale only then.
+        self.written = False
 
     def exists(self) -> bool:
         """Whether the state file exists."""
@@ -302,6 +305,7 @@ class StateStore(Generic[C]):
         data = state_data(state, self.codec)
         text = render_state_data(data)
         atomic_write(self.state_file, text)
+        self.written = True
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         self._write_index(data, digest, edited=False)
         if self.set_aside:

@@ -231,12 +231,13 @@ def test_retrying_a_recorded_directory_without_failures_changes_nothing(
     before = snapshot(abduction / "out")
     result = exp(abduction, "run", "--retry_errors=True")
     assert result.returncode == 0, result.stdout + result.stderr
+    # The reference's summary too, with the timing column our run would not write.
+    # (`run` keeps pytest's own cache, for `--lf`, in the output directory.)
+    assert "duration" in (abduction / "out" / layout.SUMMARY_FILE).read_text()
     after = snapshot(abduction / "out")
-    state_file = layout.STATE_FILE
-    assert after[state_file] == before[state_file]
-    assert {k: v for k, v in after.items() if k.startswith("configs/")} == {
-        k: v for k, v in before.items() if k.startswith("configs/")
-    }
+    assert {
+        k: v for k, v in after.items() if not k.startswith(".pytest_cache")
+    } == before
 
 
 def test_plan_and_report_of_a_recorded_directory_only_read(
