@@ -478,6 +478,11 @@ class Experiment(Generic[C]):
         Raises:
             UnknownConfigError: no config of that name.
         """
+        from pytest_delphyne.ledger import (
+            LedgerWriter,
+            ledger_file_path,
+            new_attempt_id,
+        )
         from pytest_delphyne.runtime import replay
 
         state = self.load_state()
@@ -488,12 +493,24 @@ class Experiment(Generic[C]):
                 )
             )
         config = state.configs[config_name].params
-        return replay(
-            lambda: config.instantiate(self.configs_context),
-            self.config_dir(config_name),
-            config_name=config_name,
-            log_level=self.log_level,
+        # The one call a failed config may make again is paid: the ledger counts it.
+        attempt = new_attempt_id()
+        ledger = LedgerWriter(
+            ledger_file_path(self.absolute_output_dir),
+            config=config_name,
+            attempt=attempt,
+            session=attempt,
         )
+        try:
+            return replay(
+                lambda: config.instantiate(self.configs_context),
+                self.config_dir(config_name),
+                config_name=config_name,
+                log_level=self.log_level,
+                ledger=ledger,
+            )
+        finally:
+            ledger.close()
 
     def replay_config(self, config: C) -> ReplayReport:
         """Replay a config; see `replay_config_by_name`."""

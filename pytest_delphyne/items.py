@@ -437,17 +437,30 @@ class ConfigItem(pytest.Item):
                 CACHE_GONE_MESSAGE.format(name=self.config_name, path=cache_path),
                 pytrace=False,
             )
+        # A replay writes no file of the config, but what it pays live (every call
+        # without a cache, or a failed config's call that raised) is in the ledger.
+        ledger = self._ledger(binding.output_dir)
+        try:
+            self._replay_from(directory, has_cache=has_cache, ledger=ledger)
+        finally:
+            ledger.close()
+
+    def _replay_from(
+        self, directory: Path, *, has_cache: bool, ledger: LedgerWriter
+    ) -> None:
         if not self._caches_requests() or not has_cache:
             # Nothing recorded to replay from: run live, and write nothing.
             record = execute(
                 self._run_factory(),
-                self._run_options(directory, cache_mode="off", write_files=False),
+                self._run_options(
+                    directory, cache_mode="off", write_files=False, ledger=ledger
+                ),
             )
             self._add_outcome_properties(record.success, record.spent.as_dict())
             if record.exception is not None:
                 raise record.exception
             return
-        report = replay(self._run_factory(), directory)
+        report = replay(self._run_factory(), directory, ledger=ledger)
         replayed = report.replayed
         self._add_outcome_properties(replayed.success, replayed.spent.as_dict())
         if report.replayed.exception is not None:

@@ -254,14 +254,15 @@ def execute(
         )
         export_log = bool(chosen.export_log) and write
         cache_path = None if mode == "off" else directory / layout.CACHE_FILE
+        cache = RequestCache(cache_path, mode)
         env = Environment(
             options.config_name,
-            RequestCache(cache_path, mode),
+            cache,
             limit=run.budget,
             log_level=chosen.log_level or DEFAULT_LOG_LEVEL,
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
-            on_paid=options.ledger.record if options.ledger is not None else None,
+            on_paid=_ledger_record(options.ledger, cache),
         )
         if on_environment is not None:
             on_environment(env)
@@ -302,6 +303,25 @@ def execute(
         else:
             write_result(directory, _recorded(record, options.params))
     return record
+
+
+def _ledger_record(
+    ledger: LedgerWriter | None, cache: RequestCache
+) -> Callable[[Budget], None] | None:
+    """What counts each amount paid in the ledger, if anything does."""
+    if ledger is None:
+        return None
+    if cache.mode not in READ_ONLY_CACHE_MODES:
+        return ledger.record
+
+    def record_live(amount: Budget) -> None:
+        # A replay answers every call from the cache but the one missing call it
+        # may make live: before that call, nothing is paid, whatever the program
+        # tells `env.spend`.
+        if cache.made_live_miss:
+            ledger.record(amount)
+
+    return record_live
 
 
 _RUN_FILES: Final = (
@@ -361,6 +381,7 @@ def replay(
     *,
     config_name: str | None = None,
     log_level: LogLevel | None = None,
+    ledger: LedgerWriter | None = None,
 ) -> ReplayReport:
     """Run a config again from its cache (`replay` mode) and compare the outcomes.
 
@@ -370,6 +391,7 @@ def replay(
     answer: it is replayed in `replay_first_miss_live` mode, where the first call
     missing from the cache is made again (and not recorded), so that the replay
     raises where the run raised; any further missing call is a `CacheMissError`.
+    That call is paid: `ledger`, if given, counts it.
 
     Raises:
         ResultFileError: the directory holds neither `result.yaml` nor `exception.txt`.
@@ -390,6 +412,7 @@ def replay(
         params=recorded.params if recorded else {},
         settings=RunSettings(log_level=log_level),
         write_files=False,
+        ledger=ledger,
     )
     replayed = execute(run_factory, options)
     differences: list[str] = []
