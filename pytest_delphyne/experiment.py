@@ -358,6 +358,8 @@ class Experiment(Generic[C]):
         for name, info in state.configs.items():
             if info.status == "failed":
                 state.configs[name] = replace(info, status="todo")
+                # Else the next load would find the failure on disk and keep it.
+                (self.config_dir(name) / layout.FAILURE_FILE).unlink(missing_ok=True)
         self._write(state)
 
     def get_status(self) -> dict[str, int]:

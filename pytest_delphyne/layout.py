@@ -10,6 +10,7 @@ Everything an experiment writes lives under its output directory:
     <output_dir>/configs/<name>/cache.yaml    its recorded oracle calls
     <output_dir>/configs/<name>/log.txt       its log messages
     <output_dir>/configs/<name>/exception.txt the traceback of a failed run
+    <output_dir>/configs/<name>/failure.yaml  its params and times (see `results.py`)
     <output_dir>/results_summary.csv          one row per config
 """
 
@@ -31,6 +32,8 @@ RESULT_FILE = "result.yaml"
 CACHE_FILE = "cache.yaml"
 LOG_FILE = "log.txt"
 EXCEPTION_FILE = "exception.txt"
+# Beside `exception.txt`: what a load needs to record a failed run it finds on disk.
+FAILURE_FILE = "failure.yaml"
 RAW_TRACE_FILE = "trace.yaml"
 BROWSABLE_TRACE_FILE = "trace.html"
 SUMMARY_FILE = "results_summary.csv"

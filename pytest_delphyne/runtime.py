@@ -43,9 +43,11 @@ from pytest_delphyne.ledger import LedgerWriter
 from pytest_delphyne.plain_data import plain_copy
 from pytest_delphyne.redaction import redact
 from pytest_delphyne.results import (
+    RecordedFailure,
     RecordedResult,
     ResultFileError,
     read_result,
+    write_failure,
     write_result,
 )
 from pytest_delphyne.settings import DEFAULT_SETTINGS, RunSettings
@@ -300,6 +302,8 @@ def execute(
             atomic_write(
                 directory / layout.EXCEPTION_FILE, record.traceback, durable=False
             )
+            # After the traceback: a load that finds this file finds both.
+            write_failure(directory, _failure(record, options.params))
         else:
             write_result(directory, _recorded(record, options.params))
     return record
@@ -327,6 +331,7 @@ def _ledger_record(
 _RUN_FILES: Final = (
     layout.RESULT_FILE,
     layout.EXCEPTION_FILE,
+    layout.FAILURE_FILE,
     layout.LOG_FILE,
     layout.RAW_TRACE_FILE,
     layout.BROWSABLE_TRACE_FILE,
@@ -340,6 +345,15 @@ def _format_traceback(error: BaseException) -> str:
     # The frames of `execute`, `env.compute` or the model say nothing about the
     # program; a message may quote a credential the program read or a server echoed.
     return redact(format_user_frames(error))
+
+
+def _failure(record: RunRecord, params: Mapping[str, Any]) -> RecordedFailure:
+    return RecordedFailure(
+        config_name=record.config_name,
+        params=dict(params),
+        start_time=record.start_time,
+        end_time=record.end_time,
+    )
 
 
 def _recorded(record: RunRecord, params: Mapping[str, Any]) -> RecordedResult:
