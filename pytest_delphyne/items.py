@@ -119,7 +119,8 @@ class ExperimentBinding:
             files travel back in the report.
         options: The selection options of the session.
         settings: The command line's overrides of the experiment's settings.
-        meter: This process's spending, checked against the spend cap.
+        meter: This process's spending, checked against the spend cap; it reads
+            this experiment's ledger when this process sees the output directory.
         configs: Config objects by name, when this process already built them.
         experiment: The `Experiment` itself, when this process already has it (the
             controller).
@@ -136,6 +137,12 @@ class ExperimentBinding:
     configs: dict[str, Any] = field(default_factory=dict)
     experiment: Experiment[Any] | None = None
     shipped: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.shares_output_dir:
+            # Every payment of the session's configs of this experiment is there,
+            # whichever process of this machine made it.
+            self.meter.watch(ledger_file_path(self.output_dir), self.plan["session"])
 
     @property
     def output_dir(self) -> Path:
@@ -361,7 +368,9 @@ class ConfigItem(pytest.Item):
             # stops the session with this one line (`Recorder`).
             self.user_properties.append((ENDPOINT_ERROR_PROPERTY, str(error)))
             raise pytest.skip.Exception(str(error), _use_item_location=True) from None
-        binding.meter.add(record.paid.price or 0.0)
+        if not binding.shares_output_dir:
+            # Its payments are in a ledger only the controller will read.
+            binding.meter.add(record.paid.price or 0.0)
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:
             files = {

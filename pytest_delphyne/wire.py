@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 PLANS_KEY = "delphyne_plans"
 SETUP_VALUES_KEY = "delphyne_setup_values"
 SHIPPED_EXPERIMENTS_KEY = "delphyne_shipped_experiments"
-SPEND_LEDGER_KEY = "delphyne_spend_ledger"
 RESULT_PROPERTY = "delphyne.result"
 ENDPOINT_ERROR_PROPERTY = "delphyne.endpoint_error"
 """An item's property holding the `EndpointError` that stopped its config: the

@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -34,12 +33,9 @@ from pytest_delphyne.wire import (
     PLANS_KEY,
     SETUP_VALUES_KEY,
     SHIPPED_EXPERIMENTS_KEY,
-    SPEND_LEDGER_KEY,
     ExperimentPlan,
     decode_plans,
     encode_plans,
-    file_identity,
-    is_same_file,
     item_id_prefix,
 )
 
@@ -145,9 +141,6 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
     if session.plans:
         # What this worker pays is counted under the controller's session.
         session.session_id = session.plans[0]["session"]
-    ledger = workerinput.get(SPEND_LEDGER_KEY)
-    if ledger is not None and is_same_file(Path(ledger[0]), ledger[1]):
-        session.meter.ledger = Path(ledger[0])
     session.setup_values = {
         key: load_setup_value(data)
         for key, data in workerinput[SETUP_VALUES_KEY].items()
@@ -208,7 +201,6 @@ class XdistHooks:
         setup_values: the pickled values of `WorkersSetup.common`, by experiment.
         shipped_experiments: the pickled experiments that workers cannot import by
             name, by experiment (see `shipping.py`).
-        spend_ledger: the ledger the workers of this machine share, if any.
         on_worker_collection: called once, with the (experiment key, config name)
             pairs the first worker collected (under xdist the controller collects
             nothing itself).
@@ -225,7 +217,6 @@ class XdistHooks:
         config: pytest.Config,
         plans: list[ExperimentPlan],
         setup_values: dict[str, bytes],
-        spend_ledger: Path | None,
         on_worker_collection: Callable[[set[tuple[str, str]]], None],
         shipped_experiments: dict[str, bytes] | None = None,
     ) -> None:
@@ -233,7 +224,6 @@ class XdistHooks:
         self.plans = plans
         self.setup_values = setup_values
         self.shipped_experiments = shipped_experiments or {}
-        self.spend_ledger = spend_ledger
         self.on_worker_collection = on_worker_collection
         self._plans_text: str | None = None
         self._collection_seen = False
@@ -248,11 +238,6 @@ class XdistHooks:
         node.workerinput[PLANS_KEY] = self._plans_text
         node.workerinput[SETUP_VALUES_KEY] = self.setup_values
         node.workerinput[SHIPPED_EXPERIMENTS_KEY] = self.shipped_experiments
-        if self.spend_ledger is not None:
-            node.workerinput[SPEND_LEDGER_KEY] = [
-                str(self.spend_ledger),
-                file_identity(self.spend_ledger),
-            ]
 
     # tryfirst: before xdist's own implementation, which would make its default
     # scheduler (the hook takes the first answer).
