@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from test_workers import _can_unshare_mounts, hidden_output_python
 
 from pytest_delphyne import layout
 from pytest_delphyne.ledger import read_payments
@@ -76,3 +77,30 @@ def test_worker_counts_what_a_config_in_flight_on_another_worker_paid(
     payments = read_payments(pytester.path / "out")
     assert sorted(payment.config for payment in payments) == sorted(ran)
     assert len({payment.session for payment in payments}) == 1
+
+
+@pytest.mark.skipif(
+    not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
+)
+def test_worker_that_cannot_see_the_ledger_counts_what_it_paid_itself(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(exp=EXPERIMENT)
+    (pytester.path / "x1-paid.txt").touch()  # the others need not wait for x1
+    hidden_python = hidden_output_python(pytester.path, pytester.path / "out")
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py",
+        "--delphyne-max-price=1.0",
+        "-d",
+        "--tx",
+        f"popen//python={hidden_python}",
+        "-rs",
+    )
+    # One worker, in order: x1 pays the cap, and the worker starts nothing after.
+    assert (pytester.path / "ran.txt").read_text().split() == ["x1"]
+    result.stdout.fnmatch_lines(["*session spend cap of 1.0 reached*"])
+    # Its ledger lines travelled back with x1's files.
+    payments = read_payments(pytester.path / "out")
+    assert [(payment.config, payment.spent) for payment in payments] == [
+        ("x1", {"price": 1.0})
+    ]
