@@ -645,7 +645,8 @@ def test_spend_cap_counts_what_every_xdist_worker_paid(
     assert not_run == {
         f"x{x}": ("todo", None, None) for x in range(1, 9) if f"x{x}" not in done
     }
-    # The workers' shared count goes away with the session.
+    # The workers count in the experiment's ledger: no file outside the output
+    # directory.
     assert [path.name for path in scratch.iterdir()] == []
 
 
