@@ -239,6 +239,12 @@ class RequestCache:
             self._append(key, args_json, occurrence, value, seconds)
         return CacheAnswer(value, False, occurrence, seconds)
 
+    @property
+    def made_live_miss(self) -> bool:
+        """Whether this replay made the one call missing from the cache that
+        `replay_first_miss_live` allows (a paid call)."""
+        return self.mode == "replay_first_miss_live" and self._live_misses_left == 0
+
     def _claim_live_miss(self) -> bool:
         """Whether a replay may make this missing call (see `CacheMode`)."""
         with self._lock:

@@ -48,8 +48,8 @@ STATUS_MESSAGE = (
     "  - {todo} to do\n"
     "  - {done} done\n"
     "  - {failed} failed\n"
-    "  - spent: {spent}\n"
-    "  - paid in total: {paid}"
+    "  - paid in total: {paid}\n"
+    "  - recorded in total: {spent}"
 )
 NEXT_RUN_NAMES_MESSAGE = (
     "  - {count} listed by the code, not in the state yet: the next run names them"

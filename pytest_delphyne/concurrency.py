@@ -260,7 +260,13 @@ class ConfigPool:
             self._start(item)
 
     def _in_flight_price(self) -> float:
-        return sum(flight.paid_so_far() for flight in self._flights.values())
+        # What configs in flight paid is in their ledger as soon as it is paid; only
+        # one that this process's meter does not read counts here.
+        return sum(
+            flight.paid_so_far()
+            for flight in self._flights.values()
+            if not flight.item.binding.shares_output_dir
+        )
 
     def unfinished(self) -> list[UnfinishedConfig]:
         """The configs started and not reported: in flight."""

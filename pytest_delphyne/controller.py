@@ -45,7 +45,6 @@ from pytest_delphyne.recovery import RECOVERED_MESSAGE, describe_set_aside
 from pytest_delphyne.report import check_group_by, parse_group_by, require_plotting
 from pytest_delphyne.selection import ACTIONS_THAT_RUN_PROGRAMS, decide_action
 from pytest_delphyne.shipping import ShippingError, dump_experiment
-from pytest_delphyne.spend_cap import make_spend_ledger
 from pytest_delphyne.wording import plural, shown_path
 from pytest_delphyne.workers import check_picklable, dump_setup_value
 
@@ -144,8 +143,7 @@ def describe_unfit(experiment: Experiment[Any], first: ConfigParamsError) -> str
 @dataclass
 class Controller:
     """What the controller holds for the whole session: the run locks, the setup
-    values and teardowns of `WorkersSetup.common`, and the spend ledger; `close`
-    releases them.
+    values and teardowns of `WorkersSetup.common`; `close` releases them.
 
     Attributes:
         session: this process's session, which the start fills (plans, bindings).
@@ -153,14 +151,12 @@ class Controller:
         setup_bytes: the pickled values of `common`, for the workers.
         shipped_experiments: the pickled experiments the workers cannot import by
             name, by experiment key.
-        spend_ledger: the file the workers of this machine count spending in.
     """
 
     session: DelphyneSession
     experiments: list[RecordedExperiment] = field(default_factory=list)
     setup_bytes: dict[str, bytes] = field(default_factory=dict)
     shipped_experiments: dict[str, bytes] = field(default_factory=dict)
-    spend_ledger: Path | None = None
     locks: dict[Path, RunLock] = field(default_factory=dict)
     teardowns: list[Generator[object, None, None]] = field(default_factory=list)
 
@@ -213,12 +209,6 @@ class Controller:
             )
             if self.runs_configs:
                 self._set_up_common(plan, experiment)
-        if (
-            self.distributed
-            and self.runs_configs
-            and self.session.selection.max_price is not None
-        ):
-            self.spend_ledger = make_spend_ledger()
 
     def _report_group_by(self) -> list[str]:
         config = self.config
@@ -357,7 +347,7 @@ class Controller:
         return common()
 
     def close(self) -> None:
-        """Tear down `common`'s generators, release the locks, remove the ledger."""
+        """Tear down `common`'s generators and release the locks."""
         for generator in reversed(self.teardowns):
             # Teardown of a generator `common`: the code after its `yield`.
             for _ in generator:
@@ -366,9 +356,6 @@ class Controller:
         for lock in self.locks.values():
             lock.release()
         self.locks.clear()
-        if self.spend_ledger is not None:
-            self.spend_ledger.unlink(missing_ok=True)
-            self.spend_ledger = None
 
 
 class SessionReports:

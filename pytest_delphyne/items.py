@@ -120,7 +120,8 @@ class ExperimentBinding:
             files travel back in the report.
         options: The selection options of the session.
         settings: The command line's overrides of the experiment's settings.
-        meter: This process's spending, checked against the spend cap.
+        meter: This process's spending, checked against the spend cap; it reads
+            this experiment's ledger when this process sees the output directory.
         configs: Config objects by name, when this process already built them.
         experiment: The `Experiment` itself, when this process already has it (the
             controller).
@@ -137,6 +138,12 @@ class ExperimentBinding:
     configs: dict[str, Any] = field(default_factory=dict)
     experiment: Experiment[Any] | None = None
     shipped: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.shares_output_dir:
+            # Every payment of the session's configs of this experiment is there,
+            # whichever process of this machine made it.
+            self.meter.watch(ledger_file_path(self.output_dir), self.plan["session"])
 
     @property
     def output_dir(self) -> Path:
@@ -363,7 +370,9 @@ class ConfigItem(pytest.Item):
             # stops the session with this one line (`Recorder`).
             self.user_properties.append((ENDPOINT_ERROR_PROPERTY, str(error)))
             raise pytest.skip.Exception(str(error), _use_item_location=True) from None
-        binding.meter.add(record.paid.price or 0.0)
+        if not binding.shares_output_dir:
+            # Its payments are in a ledger only the controller will read.
+            binding.meter.add(record.paid.price or 0.0)
         files: dict[str, bytes] = {}
         if not binding.shares_output_dir:
             files = {
@@ -439,17 +448,30 @@ class ConfigItem(pytest.Item):
                 CACHE_GONE_MESSAGE.format(name=self.config_name, path=cache_path),
                 pytrace=False,
             )
+        # A replay writes no file of the config, but what it pays live (every call
+        # without a cache, or a failed config's call that raised) is in the ledger.
+        ledger = self._ledger(binding.output_dir)
+        try:
+            self._replay_from(directory, has_cache=has_cache, ledger=ledger)
+        finally:
+            ledger.close()
+
+    def _replay_from(
+        self, directory: Path, *, has_cache: bool, ledger: LedgerWriter
+    ) -> None:
         if not self._caches_requests() or not has_cache:
             # Nothing recorded to replay from: run live, and write nothing.
             record = execute(
                 self._run_factory(),
-                self._run_options(directory, cache_mode="off", write_files=False),
+                self._run_options(
+                    directory, cache_mode="off", write_files=False, ledger=ledger
+                ),
             )
             self._add_outcome_properties(record.success, record.spent.as_dict())
             if record.exception is not None:
                 raise record.exception
             return
-        report = replay(self._run_factory(), directory)
+        report = replay(self._run_factory(), directory, ledger=ledger)
         replayed = report.replayed
         self._add_outcome_properties(replayed.success, replayed.spent.as_dict())
         if report.replayed.exception is not None:

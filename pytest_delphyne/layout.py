@@ -10,7 +10,9 @@ Everything an experiment writes lives under its output directory:
     <output_dir>/configs/<name>/cache.yaml    its recorded oracle calls
     <output_dir>/configs/<name>/log.txt       its log messages
     <output_dir>/configs/<name>/exception.txt the traceback of a failed run
+    <output_dir>/configs/<name>/failure.yaml  its params and times (see `results.py`)
     <output_dir>/results_summary.csv          one row per config
+    <output_dir>/results_totals.csv           paid in total, recorded in total
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ RESULT_FILE = "result.yaml"
 CACHE_FILE = "cache.yaml"
 LOG_FILE = "log.txt"
 EXCEPTION_FILE = "exception.txt"
+# Beside `exception.txt`: what a load needs to record a failed run it finds on disk.
+FAILURE_FILE = "failure.yaml"
 RAW_TRACE_FILE = "trace.yaml"
 BROWSABLE_TRACE_FILE = "trace.html"
 SUMMARY_FILE = "results_summary.csv"
+# Beside the summary, whose rows stay one per config: what was paid and recorded.
+TOTALS_FILE = "results_totals.csv"
 SNAPSHOTS_DIR = "snapshots"
 
 

@@ -166,11 +166,13 @@ class LedgerReader:
 
     A config in flight has paid, but its program may go on to its end: only once
     `settle` says it finished (its report, or its worker's crash, reached the
-    controller) do its payments count.
+    controller) do its payments count, unless `counts_in_flight` (the spend cap
+    checked before a config starts counts every payment made so far).
     """
 
     path: Path
     session: str
+    counts_in_flight: bool = False
     _offset: int = field(default=0, init=False)
     _partial: bytes = field(default=b"", init=False)
     _total: dict[str, float] = field(default_factory=dict, init=False)
@@ -197,7 +199,7 @@ class LedgerReader:
             for payment in parse_payments(data[:cut]):
                 if payment.session != self.session:
                     continue
-                if payment.config in self._settled:
+                if self.counts_in_flight or payment.config in self._settled:
                     into = self._total
                 else:
                     into = self._pending.setdefault(payment.config, {})

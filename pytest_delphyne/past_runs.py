@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_delphyne.configs import ExperimentConfig
 from pytest_delphyne.identity import make_converter
+from pytest_delphyne.ledger import LedgerWriter, ledger_file_path, new_attempt_id
 from pytest_delphyne.results import ResultFileError, read_result
 from pytest_delphyne.roster import CONFIG_NOT_IN_STATE_MESSAGE, UnknownConfigError
 
@@ -65,12 +66,24 @@ def replay_by_name(experiment: Experiment[Any], config_name: str) -> ReplayRepor
     from pytest_delphyne.runtime import replay
 
     config = _state_with(experiment, config_name).configs[config_name].params
-    return replay(
-        lambda: config.instantiate(experiment.configs_context),
-        experiment.config_dir(config_name),
-        config_name=config_name,
-        log_level=experiment.log_level,
+    # The one call a failed config may make again is paid: the ledger counts it.
+    attempt = new_attempt_id()
+    ledger = LedgerWriter(
+        ledger_file_path(experiment.absolute_output_dir),
+        config=config_name,
+        attempt=attempt,
+        session=attempt,
     )
+    try:
+        return replay(
+            lambda: config.instantiate(experiment.configs_context),
+            experiment.config_dir(config_name),
+            config_name=config_name,
+            log_level=experiment.log_level,
+            ledger=ledger,
+        )
+    finally:
+        ledger.close()
 
 
 def replay_all(experiment: Experiment[Any]) -> dict[str, ReplayReport]:

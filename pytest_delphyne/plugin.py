@@ -158,7 +158,6 @@ def _start_controller(
                 config,
                 session.plans,
                 controller.setup_bytes,
-                controller.spend_ledger,
                 on_worker_collection=session.write_plan_lines,
                 shipped_experiments=controller.shipped_experiments,
             ),
@@ -239,9 +238,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if controller is not None:
         controller.close()
         del config.stash[controller_key]
-    session = config.stash.get(session_key, None)
-    if session is not None:
-        session.close()
     for key, _ in reversed(_PLUGIN_KEYS):
         plugin = config.stash.get(key, None)
         if plugin is not None:

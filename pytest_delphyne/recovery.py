@@ -1,6 +1,7 @@
 """A result on disk is a result (SPEC §3): configs the state says are `todo` whose
 complete `result.yaml` matches their params are recorded `done` at load, not run
-again.
+again; those whose program raised (`exception.txt`, and `failure.yaml` with params
+that match) are recorded `failed`, rerun by `--lf` only.
 
 A config's runner writes its `result.yaml` before it reports; the controller records
 the report afterwards. A controller killed in between (stalled by a closed laptop lid
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_delphyne import layout
 from pytest_delphyne.identity import ConfigParamsError
-from pytest_delphyne.results import ResultFileError, read_result
+from pytest_delphyne.results import ResultFileError, read_failure, read_result
 from pytest_delphyne.state import ConfigUpdate
 from pytest_delphyne.state_store import (
     SET_ASIDE_KEPT,
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pytest_delphyne.identity import ConfigCodec
-    from pytest_delphyne.state import ExperimentState
+    from pytest_delphyne.state import ExperimentState, Status
 
 C = TypeVar("C")
 
@@ -49,7 +50,9 @@ def recover_results(
     output_dir: Path, state: ExperimentState[C], codec: ConfigCodec[C]
 ) -> list[str]:
     """Record `done` in `state` each `todo` config whose `result.yaml` is complete
-    (its name, params and times) and whose params are the state's; their names.
+    (its name, params and times) and whose params are the state's, and `failed`
+    each one with no `result.yaml` but its `exception.txt` and a complete
+    `failure.yaml` of the state's params; their names.
 
     Only configs with a directory are looked at (one listing of `configs/`).
     """
@@ -62,24 +65,55 @@ def recover_results(
         info = state.configs.get(name)
         if info is None or info.status != "todo":
             continue
-        try:
-            result = read_result(layout.config_dir(output_dir, name))
-        except ResultFileError:
+        found = _found_on_disk(layout.config_dir(output_dir, name))
+        if found is None:
             continue
-        start, end = _utc(result.start_time), _utc(result.end_time)
-        if result.config_name != name or start is None or end is None:
+        status, ran_name, params, start, end = found
+        if ran_name != name or start is None or end is None:
             continue
         try:
-            ran = codec.canonical_key(codec.load(result.params, config_name=name))
+            ran = codec.canonical_key(codec.load(params, config_name=name))
         except ConfigParamsError:
             continue
         if ran != codec.canonical_key(info.params):
             continue  # a result of other params (the state was edited since)
         state.apply(
-            ConfigUpdate(name=name, status="done", start_time=start, end_time=end)
+            ConfigUpdate(name=name, status=status, start_time=start, end_time=end)
         )
         recovered.append(name)
     return sorted(recovered)
+
+
+def _found_on_disk(
+    directory: Path,
+) -> tuple[Status, str | None, dict[str, Any], datetime | None, datetime | None] | None:
+    """What a config's files say its last run ended with, if they say it."""
+    try:
+        result = read_result(directory)
+    except ResultFileError as error:
+        if not error.missing:
+            return None
+    else:
+        return (
+            "done",
+            result.config_name,
+            result.params,
+            _utc(result.start_time),
+            _utc(result.end_time),
+        )
+    if not (directory / layout.EXCEPTION_FILE).exists():
+        return None
+    try:
+        failure = read_failure(directory)
+    except ResultFileError:
+        return None
+    return (
+        "failed",
+        failure.config_name,
+        failure.params,
+        _utc(failure.start_time),
+        _utc(failure.end_time),
+    )
 
 
 def describe_set_aside(output_dir: Path, names: list[str], *, kept: bool) -> str:

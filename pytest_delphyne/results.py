@@ -15,6 +15,10 @@ A config that ran to its end (successful or not) has a `result.yaml` in its dire
 
 The runtime writes it (`write_result`); the replay, the summary, the spend totals and
 `Experiment.config_success_values` read it back (`read_result`).
+
+A config whose program raised has no `result.yaml` but its `exception.txt`, and beside
+it a `failure.yaml` (`write_failure`, `read_failure`): its name, params and times, so
+that a load finds the failure on disk as it finds a result (`recovery.py`).
 """
 
 from __future__ import annotations
@@ -144,3 +148,63 @@ def read_result(directory: Path) -> RecordedResult:
         end_time=data.get("end_time"),
         duration=data.get("duration"),
     )
+
+
+@dataclass(frozen=True)
+class RecordedFailure:
+    """A config's `failure.yaml`: the run that raised (its traceback is beside it)."""
+
+    config_name: str
+    params: dict[str, Any]
+    start_time: datetime
+    end_time: datetime
+
+
+def write_failure(directory: Path, failure: RecordedFailure) -> None:
+    """Write the `failure.yaml` of a config's directory, atomically.
+
+    Raises:
+        NotPlainDataError: the params are not plain data.
+    """
+    data = {
+        "config_name": failure.config_name,
+        "params": plain_copy(
+            dict(failure.params), f"the params of config {failure.config_name}"
+        ),
+        "start_time": failure.start_time,
+        "end_time": failure.end_time,
+    }
+    atomic_write(directory / layout.FAILURE_FILE, dump_yaml(data), durable=False)
+
+
+def read_failure(directory: Path) -> RecordedFailure:
+    """Read the `failure.yaml` of a config's directory.
+
+    Raises:
+        ResultFileError: missing (`missing` True), corrupt or incomplete.
+    """
+    path = Path(directory) / layout.FAILURE_FILE
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ResultFileError(path, NO_RESULT_PROBLEM, missing=True) from None
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as error:
+        problem = f"corrupt YAML: {error}"
+        raise ResultFileError(
+            path, NOT_A_RESULT_PROBLEM.format(problem=problem)
+        ) from None
+    if not isinstance(data, dict):
+        raise ResultFileError(path, NOT_A_RESULT_PROBLEM.format(problem="no mapping"))
+    name, params = data.get("config_name"), data.get("params")
+    start, end = data.get("start_time"), data.get("end_time")
+    if not (
+        isinstance(name, str)
+        and isinstance(params, dict)
+        and isinstance(start, datetime)
+        and isinstance(end, datetime)
+    ):
+        problem = "no config_name, params, start_time and end_time"
+        raise ResultFileError(path, NOT_A_RESULT_PROBLEM.format(problem=problem))
+    return RecordedFailure(name, params, start, end)

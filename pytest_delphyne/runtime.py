@@ -43,9 +43,11 @@ from pytest_delphyne.ledger import LedgerWriter
 from pytest_delphyne.plain_data import plain_copy
 from pytest_delphyne.redaction import redact
 from pytest_delphyne.results import (
+    RecordedFailure,
     RecordedResult,
     ResultFileError,
     read_result,
+    write_failure,
     write_result,
 )
 from pytest_delphyne.settings import DEFAULT_SETTINGS, RunSettings
@@ -257,14 +259,15 @@ def execute(
         )
         export_log = bool(chosen.export_log) and write
         cache_path = None if mode == "off" else directory / layout.CACHE_FILE
+        cache = RequestCache(cache_path, mode)
         env = Environment(
             options.config_name,
-            RequestCache(cache_path, mode),
+            cache,
             limit=run.budget,
             log_level=chosen.log_level or DEFAULT_LOG_LEVEL,
             log_path=directory / layout.LOG_FILE if export_log else None,
             trace=any(traces),
-            on_paid=options.ledger.record if options.ledger is not None else None,
+            on_paid=_ledger_record(options.ledger, cache),
             on_notice=options.on_notice,
         )
         if on_environment is not None:
@@ -303,14 +306,36 @@ def execute(
             atomic_write(
                 directory / layout.EXCEPTION_FILE, record.traceback, durable=False
             )
+            # After the traceback: a load that finds this file finds both.
+            write_failure(directory, _failure(record, options.params))
         else:
             write_result(directory, _recorded(record, options.params))
     return record
 
 
+def _ledger_record(
+    ledger: LedgerWriter | None, cache: RequestCache
+) -> Callable[[Budget], None] | None:
+    """What counts each amount paid in the ledger, if anything does."""
+    if ledger is None:
+        return None
+    if cache.mode not in READ_ONLY_CACHE_MODES:
+        return ledger.record
+
+    def record_live(amount: Budget) -> None:
+        # A replay answers every call from the cache but the one missing call it
+        # may make live: before that call, nothing is paid, whatever the program
+        # tells `env.spend`.
+        if cache.made_live_miss:
+            ledger.record(amount)
+
+    return record_live
+
+
 _RUN_FILES: Final = (
     layout.RESULT_FILE,
     layout.EXCEPTION_FILE,
+    layout.FAILURE_FILE,
     layout.LOG_FILE,
     layout.RAW_TRACE_FILE,
     layout.BROWSABLE_TRACE_FILE,
@@ -324,6 +349,15 @@ def _format_traceback(error: BaseException) -> str:
     # The frames of `execute`, `env.compute` or the model say nothing about the
     # program; a message may quote a credential the program read or a server echoed.
     return redact(format_user_frames(error))
+
+
+def _failure(record: RunRecord, params: Mapping[str, Any]) -> RecordedFailure:
+    return RecordedFailure(
+        config_name=record.config_name,
+        params=dict(params),
+        start_time=record.start_time,
+        end_time=record.end_time,
+    )
 
 
 def _recorded(record: RunRecord, params: Mapping[str, Any]) -> RecordedResult:
@@ -365,6 +399,7 @@ def replay(
     *,
     config_name: str | None = None,
     log_level: LogLevel | None = None,
+    ledger: LedgerWriter | None = None,
 ) -> ReplayReport:
     """Run a config again from its cache (`replay` mode) and compare the outcomes.
 
@@ -374,6 +409,7 @@ def replay(
     answer: it is replayed in `replay_first_miss_live` mode, where the first call
     missing from the cache is made again (and not recorded), so that the replay
     raises where the run raised; any further missing call is a `CacheMissError`.
+    That call is paid: `ledger`, if given, counts it.
 
     Raises:
         ResultFileError: the directory holds neither `result.yaml` nor `exception.txt`.
@@ -394,6 +430,7 @@ def replay(
         params=recorded.params if recorded else {},
         settings=RunSettings(log_level=log_level),
         write_files=False,
+        ledger=ledger,
     )
     replayed = execute(run_factory, options)
     differences: list[str] = []

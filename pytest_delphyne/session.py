@@ -224,9 +224,6 @@ class DelphyneSession:
             for line in self.plan_lines(selected, collect_only=False):
                 terminal.write_line(line)
 
-    def close(self) -> None:
-        self.meter.close()
-
     @pytest.hookimpl(tryfirst=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         # The state, the plan and the items live as long as the session: taken out

@@ -7,12 +7,13 @@ Checked before each config starts: once reached, the remaining configs stay `tod
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pytest_delphyne.files import open_append
+from pytest_delphyne.ledger import LedgerReader
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 SPEND_CAP_REASON = "session spend cap of {cap} reached; the config stays todo"
 BAD_SPEND_CAP_MESSAGE = (
@@ -39,58 +40,39 @@ def check_spend_cap(cap: float, where: str) -> None:
         raise BadSpendCapError(BAD_SPEND_CAP_MESSAGE.format(where=where, cap=cap))
 
 
-def make_spend_ledger() -> Path:
-    """A new, empty ledger file where the workers of this machine count what the
-    session paid (see `SpendMeter`); the controller removes it when the session ends.
-    """
-    descriptor, name = tempfile.mkstemp(prefix="delphyne-spend-", suffix=".txt")
-    os.close(descriptor)
-    return Path(name)
-
-
 @dataclass
 class SpendMeter:
-    """Price spent by the configs of this session, as this process knows it.
+    """Price paid by the configs of this session, as this process can tell.
 
-    Without a ledger, what this process paid. Under xdist, the workers that see the
-    controller's temporary directory share a ledger, a file where each appends what
-    each config paid (one line, one `write`): a worker then checks the spend cap
-    against what the whole session paid, not only what it paid itself. A remote
-    worker has its own count, and the controller stops the session once the total
-    of the results it received reaches the cap.
+    The ledgers of paid calls of the experiments whose output directory this
+    process sees (`watch`) say what every process of the session paid so far,
+    configs in flight included: the controller and the workers that share its disk
+    check the cap against them, and against nothing else. A worker that cannot see
+    an experiment's output directory counts what its own configs of it paid
+    (`add`); their ledger lines travel back with their files, and the controller,
+    which appends them to the ledger, stops the session once it says the cap is
+    reached.
+
+    Attributes:
+        price: what this process paid for configs whose ledger it does not read.
     """
 
     price: float = 0.0
-    ledger: Path | None = None
-    _ledger_fd: int | None = field(default=None, init=False, repr=False)
-    _ledger_total: float = field(default=0.0, init=False, repr=False)
-    _ledger_offset: int = field(default=0, init=False, repr=False)
-    _partial_line: bytes = field(default=b"", init=False, repr=False)
+    _readers: dict[Path, LedgerReader] = field(
+        default_factory=dict, init=False, repr=False
+    )
+
+    def watch(self, ledger: Path, session: str) -> None:
+        """Count what `session` paid as `ledger` records it."""
+        if ledger not in self._readers:
+            self._readers[ledger] = LedgerReader(ledger, session, counts_in_flight=True)
 
     def add(self, price: float) -> None:
-        """Count what one config paid."""
+        """Count what one config paid whose ledger this process does not read."""
         self.price += price
-        if self.ledger is not None:
-            os.write(self._fd(), f"{price!r}\n".encode())
 
     def total(self) -> float:
         """What the session paid so far, as far as this process can tell."""
-        if self.ledger is None:
-            return self.price
-        fd = self._fd()
-        while chunk := os.pread(fd, 65536, self._ledger_offset):
-            self._ledger_offset += len(chunk)
-            *lines, self._partial_line = (self._partial_line + chunk).split(b"\n")
-            self._ledger_total += sum(float(line) for line in lines if line)
-        return self._ledger_total
-
-    def _fd(self) -> int:
-        if self._ledger_fd is None:
-            assert self.ledger is not None
-            self._ledger_fd = open_append(self.ledger, create=False)
-        return self._ledger_fd
-
-    def close(self) -> None:
-        if self._ledger_fd is not None:
-            os.close(self._ledger_fd)
-            self._ledger_fd = None
+        return self.price + sum(
+            reader.paid().get("price", 0.0) for reader in self._readers.values()
+        )

@@ -1,5 +1,6 @@
-"""What an experiment has spent, summed over its results: for the end of a session
-and the CLI's `status`.
+"""What an experiment has spent, summed over its results, and how the totals are
+named: for the end of a session, the CLI's `status`, `results_totals.csv` and the
+report.
 
 The totals come from the summary when it was just written (one CSV read), else from
 the done configs' `result.yaml` files.
@@ -8,7 +9,7 @@ the done configs' `result.yaml` files.
 from __future__ import annotations
 
 import csv
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pytest_delphyne.environment import BUDGET_FIELDS, Budget
 from pytest_delphyne.results import ResultFileError, read_result
@@ -18,6 +19,12 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pytest_delphyne.experiment import Experiment
+
+
+PAID_IN_TOTAL: Final = "paid in total"
+"""Every call paid for, by done, failed and interrupted attempts (the ledger)."""
+RECORDED_IN_TOTAL: Final = "recorded in total"
+"""What the recorded results of the done configs account for."""
 
 
 def summary_totals(path: Path) -> dict[str, float]:

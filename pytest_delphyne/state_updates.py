@@ -15,6 +15,7 @@ import warnings
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from pytest_delphyne import layout
 from pytest_delphyne.configs import ExperimentConfig
 from pytest_delphyne.identity import validate_config_name
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
@@ -146,4 +147,6 @@ def mark_failed_as_todo(experiment: Experiment[Any]) -> None:
     for name, info in state.configs.items():
         if info.status == "failed":
             state.configs[name] = replace(info, status="todo")
+            # Else the next load would find the failure on disk and keep it.
+            (experiment.config_dir(name) / layout.FAILURE_FILE).unlink(missing_ok=True)
     write_state(experiment, state)

@@ -29,8 +29,10 @@ from pytest_delphyne.environment import BUDGET_FIELDS
 from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigCodec
+from pytest_delphyne.ledger import read_payments, total_paid
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.results import ResultFileError, read_result
+from pytest_delphyne.spending import PAID_IN_TOTAL, RECORDED_IN_TOTAL
 from pytest_delphyne.state import (
     ConfigInfo,
     ExperimentState,
@@ -267,6 +269,49 @@ def save_summary(
     columns = summary_columns(rows, add_timing=add_timing)
     path = layout.summary_file_path(output_dir)
     atomic_write(path, csv_text(rows, columns))
+    save_totals(output_dir, recorded=budget_totals(rows))
+    return path
+
+
+def budget_totals(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """The budget columns of summary rows, summed: what their results account for."""
+    totals = dict.fromkeys(SUMMARY_BUDGET_ORDER, 0.0)
+    for row in rows:
+        for field in SUMMARY_BUDGET_ORDER:
+            prefixed = f"{SPENT_PREFIX}{field}"
+            value = row[prefixed] if prefixed in row else row.get(field)
+            totals[field] += value or 0
+    return totals
+
+
+TOTALS_COLUMN: Final = "total"
+
+
+def totals_text(paid: Mapping[str, float], recorded: Mapping[str, float]) -> str:
+    """`results_totals.csv`: a `total` column naming each row, then the budget
+    columns in the summary's order."""
+    rows = []
+    for label, amounts in ((PAID_IN_TOTAL, paid), (RECORDED_IN_TOTAL, recorded)):
+        row: dict[str, Any] = {TOTALS_COLUMN: label}
+        for field in SUMMARY_BUDGET_ORDER:
+            value = float(amounts.get(field, 0))
+            # Counts are whole numbers; the ledger's JSON gives them back as floats.
+            if field != "price" and value.is_integer():
+                row[field] = int(value)
+            else:
+                # A sum of many ledger lines: `0.13244`, not `0.13244000000000003`.
+                row[field] = round(value, 12)
+        rows.append(row)
+    return csv_text(rows, [TOTALS_COLUMN, *SUMMARY_BUDGET_ORDER])
+
+
+def save_totals(output_dir: Path, *, recorded: Mapping[str, float]) -> Path:
+    """Write `results_totals.csv` (atomically) beside the summary: what the ledger
+    says was paid in total, and what the `recorded` results account for. The summary
+    keeps one row per config, as Delphyne's analysis code reads it."""
+    paid = total_paid(read_payments(output_dir))
+    path = output_dir / layout.TOTALS_FILE
+    atomic_write(path, totals_text(paid, recorded))
     return path
 
 

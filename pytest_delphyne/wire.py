@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 PLANS_KEY = "delphyne_plans"
 SETUP_VALUES_KEY = "delphyne_setup_values"
 SHIPPED_EXPERIMENTS_KEY = "delphyne_shipped_experiments"
-SPEND_LEDGER_KEY = "delphyne_spend_ledger"
 NOTICES_KEY = "delphyne_notices"
 """The execnet channel a worker sends its configs' notices up (see `notices.py`)."""
 RESULT_PROPERTY = "delphyne.result"

@@ -24,7 +24,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -38,12 +37,9 @@ from pytest_delphyne.wire import (
     PLANS_KEY,
     SETUP_VALUES_KEY,
     SHIPPED_EXPERIMENTS_KEY,
-    SPEND_LEDGER_KEY,
     ExperimentPlan,
     decode_plans,
     encode_plans,
-    file_identity,
-    is_same_file,
     item_id_prefix,
 )
 
@@ -186,9 +182,6 @@ def start_worker(session: DelphyneSession, workerinput: dict[str, Any]) -> None:
     if session.plans:
         # What this worker pays is counted under the controller's session.
         session.session_id = session.plans[0]["session"]
-    ledger = workerinput.get(SPEND_LEDGER_KEY)
-    if ledger is not None and is_same_file(Path(ledger[0]), ledger[1]):
-        session.meter.ledger = Path(ledger[0])
     channel = workerinput.get(NOTICES_KEY)
     if channel is not None:
         session.config.stash[notices_key] = channel_notices(channel)
@@ -275,7 +268,6 @@ class XdistHooks:
         setup_values: the pickled values of `WorkersSetup.common`, by experiment.
         shipped_experiments: the pickled experiments that workers cannot import by
             name, by experiment (see `shipping.py`).
-        spend_ledger: the ledger the workers of this machine share, if any.
         on_worker_collection: called once, with the (experiment key, config name)
             pairs the first worker collected (under xdist the controller collects
             nothing itself).
@@ -294,7 +286,6 @@ class XdistHooks:
         config: pytest.Config,
         plans: list[ExperimentPlan],
         setup_values: dict[str, bytes],
-        spend_ledger: Path | None,
         on_worker_collection: Callable[[set[tuple[str, str]]], None],
         shipped_experiments: dict[str, bytes] | None = None,
     ) -> None:
@@ -302,7 +293,6 @@ class XdistHooks:
         self.plans = plans
         self.setup_values = setup_values
         self.shipped_experiments = shipped_experiments or {}
-        self.spend_ledger = spend_ledger
         self.on_worker_collection = on_worker_collection
         self._plans_text: str | None = None
         self._collection_seen = False
@@ -320,11 +310,6 @@ class XdistHooks:
         node.workerinput[SHIPPED_EXPERIMENTS_KEY] = self.shipped_experiments
         if self.on_notice is not None:
             node.workerinput[NOTICES_KEY] = self._notices_channel(node, self.on_notice)
-        if self.spend_ledger is not None:
-            node.workerinput[SPEND_LEDGER_KEY] = [
-                str(self.spend_ledger),
-                file_identity(self.spend_ledger),
-            ]
 
     @staticmethod
     def _notices_channel(node: WorkerController, on_notice: Notify) -> Any:

@@ -139,7 +139,7 @@ def test_status_counts_what_the_reference_recorded_and_writes_nothing(
     assert result.returncode == 0, result.stderr
     assert "  - 2 configurations done\n" in result.stdout
     # 7 + 1 requests, 0.0036566 + 0.0002142 dollars, as the result files hold.
-    assert "spent: 8 requests" in result.stdout
+    assert "recorded in total: 8 requests" in result.stdout
     assert "price 0.0039" in result.stdout
     assert snapshot(abduction / "out") == before
 

@@ -155,6 +155,8 @@ def test_failure_shows_the_programs_traceback_not_the_plugins(
     first_run: pytest.Pytester,
 ) -> None:
     (first_run.path / "out" / layout.STATE_FILE).unlink()
+    # Else the load would find x3's failure on disk and report it without running.
+    config_file(first_run, "x3", layout.FAILURE_FILE).unlink()
     result = first_run.runpytest("--delphyne-exp=exp.py")
     result.stdout.fnmatch_lines(['*raise ValueError(f"config {x} broke")*'])
     failure = result.stdout.str().split("FAILURES")[1].split("short test summary")[0]
@@ -643,7 +645,8 @@ def test_spend_cap_counts_what_every_xdist_worker_paid(
     assert not_run == {
         f"x{x}": ("todo", None, None) for x in range(1, 9) if f"x{x}" not in done
     }
-    # The workers' shared count goes away with the session.
+    # The workers count in the experiment's ledger: no file outside the output
+    # directory.
     assert [path.name for path in scratch.iterdir()] == []
 
 

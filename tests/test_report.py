@@ -23,6 +23,7 @@ from pytest_delphyne.report import (
     ReportDependencyError,
     UnknownGroupError,
 )
+from pytest_delphyne.spending import RECORDED_IN_TOTAL
 from pytest_delphyne.state import ConfigUpdate
 
 EXAMPLE = Path(__file__).parent.parent / "example_project"
@@ -124,10 +125,7 @@ def test_complete_report_tables_equal_pandas_on_the_summary(complete: Path) -> N
 
     statuses = {row["status"]: row["configs"] for row in page.table("status-counts")}
     assert statuses == {"done": "24", "failed": "0", "todo": "0", "total": "24"}
-    spent = {
-        row["spent by the done configs"]: row["total"]
-        for row in page.table("spent-budget")
-    }
+    spent = {row["spent"]: row[RECORDED_IN_TOTAL] for row in page.table("spent-budget")}
     assert spent["num_requests"] == str(int(summary["num_requests"].sum()))
     assert spent["input_tokens"] == str(int(summary["input_tokens"].sum()))
     assert spent["price"] == f"{summary['price'].sum():.4g}"

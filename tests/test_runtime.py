@@ -336,7 +336,10 @@ def test_raising_factory_is_the_configs_failure(tmp_path: Path) -> None:
     text = (tmp_path / layout.EXCEPTION_FILE).read_text()
     assert "in instantiate\n" in text
     assert text.endswith("KeyError: 'no such model'\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == [layout.EXCEPTION_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        layout.EXCEPTION_FILE,
+        layout.FAILURE_FILE,
+    ]
 
 
 def test_retry_after_failure_removes_the_stale_traceback(tmp_path: Path) -> None:
@@ -344,6 +347,7 @@ def test_retry_after_failure_removes_the_stale_traceback(tmp_path: Path) -> None
     record = execute(lambda: Run(draw_many, {"n": 1}), _options(tmp_path))
     assert record.success
     assert not (tmp_path / layout.EXCEPTION_FILE).exists()
+    assert not (tmp_path / layout.FAILURE_FILE).exists()
 
 
 def log_everything(env: Environment) -> None:

@@ -14,6 +14,8 @@ import pytest
 import yaml
 
 from pytest_delphyne import layout
+from pytest_delphyne.environment import Budget
+from pytest_delphyne.ledger import LedgerWriter
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 from pytest_delphyne.spend_cap import SpendMeter
 from pytest_delphyne.wire import (
@@ -458,24 +460,32 @@ def test_a_worker_writes_only_the_directory_of_its_config(
     assert setup_log(pytester) == [["per_worker", str(os.getpid()), "None"]]
 
 
-def test_workers_sharing_a_spend_ledger_see_each_others_payments(
+def test_meters_reading_one_ledger_count_every_payment_of_their_session(
     tmp_path: Path,
 ) -> None:
-    ledger = tmp_path / "spend.txt"
-    ledger.touch()
-    first, second = SpendMeter(ledger=ledger), SpendMeter(ledger=ledger)
-    first.add(0.25)
-    assert second.total() == 0.25
-    second.add(0.5)
-    assert (first.total(), second.total()) == (0.75, 0.75)
+    path = tmp_path / layout.LEDGER_FILE
+    first, second = SpendMeter(), SpendMeter()
+    first.watch(path, "s1")
+    second.watch(path, "s1")
+    assert first.total() == 0.0  # no ledger yet
+    paying = LedgerWriter(path, config="x1", attempt="a1", session="s1")
+    paying.record(Budget(price=0.25))
+    assert (first.total(), second.total()) == (0.25, 0.25)
+    # Another session's payments (an earlier run) are not this session's.
+    earlier = LedgerWriter(path, config="x2", attempt="a0", session="s0")
+    earlier.record(Budget(price=5.0))
+    earlier.close()
+    # A config in flight has paid: it counts before it ends.
+    paying.record(Budget(price=0.5))
+    assert first.total() == 0.75
     # A line still being written counts once it is whole.
-    with ledger.open("ab") as file:
-        file.write(b"0.1")
+    with path.open("ab") as file:
+        file.write(b'{"config":"x3","attempt":"a3","session":"s1",')
         file.flush()
         assert first.total() == 0.75
-        file.write(b"25\n")
-    assert first.total() == 0.875
-    # Each also keeps what it paid itself.
-    assert (first.price, second.price) == (0.25, 0.5)
-    first.close()
-    second.close()
+        file.write(b'"spent":{"price":0.125}}\n')
+    assert (first.total(), second.total()) == (0.875, 0.875)
+    # What a process paid for configs whose ledger it does not read, it adds.
+    second.add(1.0)
+    assert (first.total(), second.total()) == (0.875, 1.875)
+    paying.close()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from pytest_delphyne.identity import ConfigCodec
+from pytest_delphyne.ledger import read_payments, total_paid
 from pytest_delphyne.state import ExperimentState, aware_time
 from pytest_delphyne.summary import (
     SPENT_PREFIX,
@@ -51,6 +52,9 @@ class ReportData:
     frame: pandas.DataFrame
     params: list[str]
     """The hyperparameter columns (nested fields flattened as `outer.inner`)."""
+    paid: dict[str, float]
+    """What the ledger says was paid in total, by budget field: done, failed and
+    interrupted attempts alike."""
 
     @property
     def varying(self) -> list[str]:
@@ -136,6 +140,7 @@ def report_data(
         output_dir=output_dir,
         frame=frame,
         params=list(params),
+        paid=total_paid(read_payments(output_dir)),
     )
 
 

@@ -52,6 +52,7 @@ from pytest_delphyne.report.request import (
     parse_group_by,
     require_plotting,
 )
+from pytest_delphyne.spending import PAID_IN_TOTAL, RECORDED_IN_TOTAL
 from pytest_delphyne.state import ExperimentState
 from pytest_delphyne.summary import SUMMARY_BUDGET_ORDER
 
@@ -94,7 +95,11 @@ class ReportWriter:
         ]
         status_rows.append(("total", len(frame)))
         done = frame[frame["status"] == "done"]
-        spent_rows = [(column, done[column].sum()) for column in SUMMARY_BUDGET_ORDER]
+        paid = self.data.paid
+        spent_rows = [
+            (column, paid.get(column, 0), done[column].sum())
+            for column in SUMMARY_BUDGET_ORDER
+        ]
         starts = frame["start_time"].dropna()
         ends = frame["end_time"].dropna()
         wall = (
@@ -119,10 +124,10 @@ class ReportWriter:
                 numeric=[False, True],
             )
             + table(
-                ["spent by the done configs", "total"],
-                [(name, value) for name, value in spent_rows],
+                ["spent", PAID_IN_TOTAL, RECORDED_IN_TOTAL],
+                spent_rows,
                 table_id="spent-budget",
-                numeric=[False, True],
+                numeric=[False, True, True],
             )
             + table(
                 ["time", ""],
