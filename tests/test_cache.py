@@ -84,6 +84,33 @@ def test_entry_without_its_keys_is_refused_naming_its_line(tmp_path: Path) -> No
     assert str(info.value).startswith(f"{path}, line 1: entry 0 is not a cache entry")
 
 
+def test_later_entry_without_its_keys_is_refused_naming_its_own_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.yaml"
+    path.write_text(
+        "- key: m.f\n  occurrence: 0\n  args: {}\n  answer: 1\n  seconds: 0.5\n- {}\n"
+    )
+    with pytest.raises(CacheFileError) as info:
+        RequestCache(path, "replay")
+    assert str(info.value).startswith(f"{path}, line 6: entry 1 is not a cache entry")
+
+
+def test_non_ascii_key_is_written_as_it_reads(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        cache.call("modèle.f", ARGS, lambda: 1)
+    assert path.read_text().startswith('- {"key": "modèle.f", ')
+
+
+def test_create_makes_the_missing_directories_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "configs" / "c1" / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        cache.call("m.f", ARGS, lambda: 1)
+    with RequestCache(path, "replay") as cache:
+        assert cache.call("m.f", ARGS, _never) == 1
+
+
 def test_answer_is_returned_as_it_replays(tmp_path: Path) -> None:
     with RequestCache(tmp_path / "cache.yaml", "create") as cache:
         answer: object = cache.call("m.f", ARGS, lambda: (1, (2,)))
