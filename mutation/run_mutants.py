@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +99,17 @@ def copy_project(destination: Path) -> None:
             shutil.copy2(source, target)
 
 
-def cosmic_ray_config(module: str, tests: list[str], scope: dict[str, Any]) -> str:
+def mutant_timeout(baseline_seconds: float, scope: dict[str, Any]) -> float:
+    # A mutant that loops forever would hold the run for the whole of scope's
+    # timeout: ten times the unmutated tests' time is past any slowdown a busy
+    # machine causes, and a minute is past pytest's start on one.
+    limit = float(scope["run"]["timeout"])
+    return min(limit, max(60.0, 10.0 * baseline_seconds))
+
+
+def cosmic_ray_config(
+    module: str, tests: list[str], scope: dict[str, Any], timeout: float
+) -> str:
     test_command = " ".join(
         [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     )
@@ -106,7 +117,7 @@ def cosmic_ray_config(module: str, tests: list[str], scope: dict[str, Any]) -> s
     return (
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(module)}\n"
-        f"timeout = {float(scope['run']['timeout'])}\n"
+        f"timeout = {timeout}\n"
         "excluded-modules = []\n"
         f"test-command = {json.dumps(test_command)}\n"
         "[cosmic-ray.distributor]\n"
@@ -141,6 +152,7 @@ def run_module(
     ).stdout.strip()
     if not imported.startswith(str(project)):
         raise SystemExit(f"the scratch copy is not what imports: {imported}")
+    started = time.monotonic()
     baseline = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
         cwd=project,
@@ -155,7 +167,8 @@ def run_module(
             )
         )
     config = work / "cosmic-ray.toml"
-    config.write_text(cosmic_ray_config(module, tests, scope))
+    timeout = mutant_timeout(time.monotonic() - started, scope)
+    config.write_text(cosmic_ray_config(module, tests, scope, timeout))
     session = work / "session.sqlite"
     for command in (
         ["cosmic-ray", "init", str(config), str(session)],
