@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -732,3 +733,24 @@ def test_a_failed_journal_write_keeps_the_entries_before_it_and_cuts_its_own(
     store.record(third)
     store.close()
     assert read_journal(tmp_path / layout.JOURNAL_FILE) == [first, second, third]
+
+
+@dataclass
+class Loose:
+    table: dict[Any, Any]
+
+    def instantiate(self, context: object) -> object:
+        return None
+
+
+def test_hand_edited_int_key_reads_the_same_at_every_load(tmp_path: Path) -> None:
+    # JSON would turn the key 1 into "1": an index of this YAML would hand the
+    # second session another config than the first.
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(
+        "name: e\ndescription: null\nconfigs:\n"
+        "  a:\n    params:\n      table: {1: x}\n    status: todo\n"
+    )
+    for _ in range(2):
+        loaded = StateStore(tmp_path, codec_for(Loose)).load()
+        assert loaded.configs["a"].params == Loose({1: "x"})
