@@ -81,7 +81,7 @@ def equivalence_reason(mutant: Mutant, equivalents: list[dict[str, str]]) -> str
             entry["module"] in ("*", mutant.module)
             and entry["operator"] == mutant.operator
             and entry["line"].strip() == mutant.source_line
-            and int(entry.get("occurrence_on_line", 0)) in (0, mutant.occurrence)
+            and entry.get("occurrence", mutant.occurrence) == mutant.occurrence
         ):
             return entry["reason"]
     return None
