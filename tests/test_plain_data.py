@@ -74,6 +74,15 @@ def test_write_result_then_read_result_gives_it_back(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [layout.RESULT_FILE]
 
 
+def test_result_file_writes_a_multiline_value_as_a_literal_block(
+    tmp_path: Path,
+) -> None:
+    # A person reads the answer's lines as they are, not as one quoted "\n" string.
+    write_result(tmp_path, recorded())
+    text = (tmp_path / layout.RESULT_FILE).read_text()
+    assert "    - answer: |-\n        two\n        lines\n" in text
+
+
 def test_read_result_takes_a_result_written_by_delphyne(tmp_path: Path) -> None:
     """Delphyne's own `result.yaml` records the command, not the config or times."""
     (tmp_path / layout.RESULT_FILE).write_text(
