@@ -224,13 +224,22 @@ def scratch_root() -> str | None:
 
 
 def changed_modules(modules: list[str], since: str) -> list[str]:
-    changed = subprocess.run(
+    """The modules whose working-tree text differs from their text at `since`.
+
+    Raises:
+        SystemExit: `since` is not a commit of this clone (a shallow CI clone may
+            lack the base branch), with git's own one-line reason.
+    """
+    diff = subprocess.run(
         ["git", "diff", "--name-only", since, "--", *modules],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.split()
+    )
+    if diff.returncode != 0:
+        reason = (diff.stderr.strip().splitlines() or ["git diff failed"])[0]
+        raise SystemExit(f"--changed-since {since}: {reason}")
+    changed = diff.stdout.split()
     return [module for module in modules if module in changed]
 
 
@@ -283,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(UNKNOWN_MODULE_MESSAGE.format(module=module, scope=SCOPE_FILE))
     if args.changed_since:
         modules = changed_modules(modules, args.changed_since)
+        if not modules:
+            print(f"no module of {SCOPE_FILE.name} changed since {args.changed_since}")
+            return 0
     with (
         tempfile.TemporaryDirectory(prefix="mutants-", dir=scratch_root()) as scratch,
         concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool,
