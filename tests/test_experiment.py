@@ -490,3 +490,23 @@ def test_the_package_exports_what_the_launcher_exported() -> None:
     )
     assert pytest_delphyne.summary_file_path(out) == out / layout.SUMMARY_FILE
     assert pytest_delphyne.path_stem("dir/exp.py") == "exp"
+
+
+def test_plain_params_are_the_dumped_params_loaded_or_not(tmp_path: Path) -> None:
+    # As `--co`'s plan shows them: from what `load()` dumped, or dumped afresh for
+    # a config it did not see (a stored one, or a session that has not loaded).
+    experiment = make_experiment(tmp_path, [Config("a", 1)])
+    assert experiment.plain_params("a_t1.0", Config("a", 1)) == {
+        "model": "a",
+        "temperature": 1.0,
+    }
+    experiment.load()
+    stored = experiment.load_state().configs["a_t1.0"].params
+    assert experiment.plain_params("a_t1.0", stored) == {
+        "model": "a",
+        "temperature": 1.0,
+    }
+    assert experiment.plain_params("b_t0.7", Config("b")) == {
+        "model": "b",
+        "temperature": 0.7,
+    }
