@@ -510,3 +510,18 @@ def test_plain_params_are_the_dumped_params_loaded_or_not(tmp_path: Path) -> Non
         "model": "b",
         "temperature": 0.7,
     }
+
+
+def test_config_names_after_load_are_what_it_found_until_configs_are_resized(
+    tmp_path: Path,
+) -> None:
+    configs = [Config("a"), Config("b")]
+    experiment = make_experiment(tmp_path, configs).load()
+    # What load() found is not looked up again (100,000 canonical keys): the state
+    # is not even read.
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.rename(tmp_path / "elsewhere.yaml")
+    assert experiment.config_names() == ["a_t0.7", "b_t0.7"]
+    (tmp_path / "elsewhere.yaml").rename(state_file)
+    configs.append(Config("a", 0.7))
+    assert experiment.config_names() == ["a_t0.7", "b_t0.7", "a_t0.7"]
