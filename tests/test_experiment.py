@@ -525,3 +525,10 @@ def test_config_names_after_load_are_what_it_found_until_configs_are_resized(
     (tmp_path / "elsewhere.yaml").rename(state_file)
     configs.append(Config("a", 0.7))
     assert experiment.config_names() == ["a_t0.7", "b_t0.7", "a_t0.7"]
+
+
+def test_names_in_state_counts_the_listed_configs_it_lacks(tmp_path: Path) -> None:
+    make_experiment(tmp_path, [Config("a"), Config("b")]).load()
+    listed = [Config("z"), Config("b"), Config("y"), Config("a")]
+    experiment = make_experiment(tmp_path, listed)
+    assert experiment.names_in_state() == (["b_t0.7", "a_t0.7"], 2)
