@@ -510,6 +510,11 @@ def test_plain_params_are_the_dumped_params_loaded_or_not(tmp_path: Path) -> Non
         "model": "b",
         "temperature": 0.7,
     }
+    # Other params under a name load() saw are dumped, not taken for the stored ones.
+    assert experiment.plain_params("a_t1.0", Config("a", 2.0)) == {
+        "model": "a",
+        "temperature": 2.0,
+    }
 
 
 def test_config_names_after_load_are_what_it_found_until_configs_are_resized(
@@ -525,6 +530,9 @@ def test_config_names_after_load_are_what_it_found_until_configs_are_resized(
     (tmp_path / "elsewhere.yaml").rename(state_file)
     configs.append(Config("a", 0.7))
     assert experiment.config_names() == ["a_t0.7", "b_t0.7", "a_t0.7"]
+    # Replaced by a list of the same length: looked up again.
+    experiment.configs = [Config("b"), Config("a"), Config("b")]
+    assert experiment.config_names() == ["b_t0.7", "a_t0.7", "b_t0.7"]
 
 
 def test_names_in_state_counts_the_listed_configs_it_lacks(tmp_path: Path) -> None:
