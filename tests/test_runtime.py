@@ -21,6 +21,7 @@ from pytest_delphyne import layout
 from pytest_delphyne.cache import CacheMissError
 from pytest_delphyne.environment import BUDGET_MESSAGE, LogLevel, call_key
 from pytest_delphyne.plain_data import NOT_PLAIN_DATA_MESSAGE, NotPlainDataError
+from pytest_delphyne.results import ResultFileError
 from pytest_delphyne.runtime import (
     RETURNED_VALUES,
     Budget,
@@ -543,3 +544,12 @@ def test_sigkilled_run_keeps_its_entries_and_retry_pays_only_the_rest(
     values = read_result(directory).values[0]
     assert values[:5] == recorded
     assert len(set(values)) == 10
+
+
+def test_replay_of_a_config_that_never_ended_names_its_missing_result(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ResultFileError) as info:
+        replay(lambda: Run(failing_program), tmp_path)
+    assert info.value.missing
+    assert info.value.path == tmp_path / layout.RESULT_FILE
