@@ -553,3 +553,17 @@ def test_replay_of_a_config_that_never_ended_names_its_missing_result(
         replay(lambda: Run(failing_program), tmp_path)
     assert info.value.missing
     assert info.value.path == tmp_path / layout.RESULT_FILE
+
+
+@pytest.mark.parametrize(
+    ("raw", "browsable"), [(False, False), (True, False), (False, True)]
+)
+def test_each_trace_is_written_only_when_asked(
+    tmp_path: Path, raw: bool, browsable: bool
+) -> None:
+    run = Run(
+        draw_many, {"n": 1}, export_raw_trace=raw, export_browsable_trace=browsable
+    )
+    execute(lambda: run, _options(tmp_path))
+    assert (tmp_path / layout.RAW_TRACE_FILE).exists() == raw
+    assert (tmp_path / layout.BROWSABLE_TRACE_FILE).exists() == browsable
