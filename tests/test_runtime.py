@@ -567,3 +567,21 @@ def test_each_trace_is_written_only_when_asked(
     execute(lambda: run, _options(tmp_path))
     assert (tmp_path / layout.RAW_TRACE_FILE).exists() == raw
     assert (tmp_path / layout.BROWSABLE_TRACE_FILE).exists() == browsable
+
+
+def test_replay_runs_under_the_given_then_the_recorded_then_the_directory_name(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "configs" / "d1"
+    execute(lambda: Run(draw_many, {"n": 1}), _options(directory))
+
+    def factory() -> Run:
+        return Run(draw_many, {"n": 1})
+
+    assert replay(factory, directory, config_name="given").replayed.config_name == (
+        "given"
+    )
+    assert replay(factory, directory).replayed.config_name == "c1"
+    result = directory / layout.RESULT_FILE
+    result.write_text(result.read_text().replace("config_name: c1\n", ""))
+    assert replay(factory, directory).replayed.config_name == "d1"
