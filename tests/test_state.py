@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import pytest_delphyne
-from pytest_delphyne import layout
+from pytest_delphyne import layout, state_store
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigParamsError, codec_for
 from pytest_delphyne.journal import read_journal
@@ -754,3 +754,30 @@ def test_hand_edited_int_key_reads_the_same_at_every_load(tmp_path: Path) -> Non
     for _ in range(2):
         loaded = StateStore(tmp_path, codec_for(Loose)).load()
         assert loaded.configs["a"].params == Loose({1: "x"})
+
+
+def test_fold_over_a_state_edited_since_a_load_read_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    make_store(tmp_path).save(make_state())
+    store = make_store(tmp_path)
+    store.load()
+    store.record(ConfigUpdate("b", "done", T0, T1))
+    state_file = tmp_path / layout.STATE_FILE
+    edited = state_file.read_text().replace("a test", "edited by hand")
+    state_file.write_text(edited)
+    with pytest.raises(StateEditedError):
+        store.fold()
+    assert state_file.read_text() == edited
+
+
+def test_a_state_file_of_the_size_limit_loads_and_one_byte_more_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_store(tmp_path).save(make_state())
+    size = (tmp_path / layout.STATE_FILE).stat().st_size
+    monkeypatch.setattr(state_store, "MAX_STATE_BYTES", size)
+    assert make_store(tmp_path).load() == make_state()
+    monkeypatch.setattr(state_store, "MAX_STATE_BYTES", size - 1)
+    with pytest.raises(StateFileError, match=f"{size} bytes"):
+        make_store(tmp_path).load()
