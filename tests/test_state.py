@@ -9,7 +9,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -781,3 +781,22 @@ def test_a_state_file_of_the_size_limit_loads_and_one_byte_more_is_refused(
     monkeypatch.setattr(state_store, "MAX_STATE_BYTES", size - 1)
     with pytest.raises(StateFileError, match=f"{size} bytes"):
         make_store(tmp_path).load()
+
+
+def test_a_state_without_configs_loads_and_is_indexed(tmp_path: Path) -> None:
+    # As a person may write a new experiment's state: `configs:` left empty.
+    (tmp_path / layout.STATE_FILE).write_text("name: e\nconfigs:\n")
+    for _ in range(2):
+        assert make_store(tmp_path).load() == ExperimentState("e", None, {})
+    assert (tmp_path / layout.STATE_INDEX_FILE).exists()
+
+
+def test_a_hand_edited_date_reads_the_same_at_every_load(tmp_path: Path) -> None:
+    # JSON has no dates: such a state is read from its YAML each time.
+    (tmp_path / layout.STATE_FILE).write_text(
+        "name: e\ndescription: null\nconfigs:\n"
+        "  a:\n    params:\n      table: {when: 2024-05-01}\n    status: todo\n"
+    )
+    for _ in range(2):
+        loaded = StateStore(tmp_path, codec_for(Loose)).load()
+        assert loaded.configs["a"].params == Loose({"when": date(2024, 5, 1)})
