@@ -800,3 +800,23 @@ def test_a_hand_edited_date_reads_the_same_at_every_load(tmp_path: Path) -> None
     for _ in range(2):
         loaded = StateStore(tmp_path, codec_for(Loose)).load()
         assert loaded.configs["a"].params == Loose({"when": date(2024, 5, 1)})
+
+
+def test_journal_records_whose_params_still_fit_an_edited_state_are_applied(
+    tmp_path: Path,
+) -> None:
+    make_store(tmp_path).save(make_state())
+    ran_with = params_key({"model": "large", "temperature": 1.0})
+    started = ConfigUpdate("b", "todo", T0, params=ran_with)
+    ended = ConfigUpdate("b", "done", T0, T1, params=ran_with)
+    journal = tmp_path / layout.JOURNAL_FILE
+    journal.write_text(started.to_json() + "\n" + ended.to_json() + "\n")
+    # A person edits something else than b's params.
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.write_text(state_file.read_text().replace("a test", "edited"))
+
+    store = make_store(tmp_path)
+    state = store.load()
+
+    assert state.configs["b"] == ConfigInfo(Config("large", 1.0), "done", T0, T1)
+    assert store.set_aside == []
