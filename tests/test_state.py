@@ -820,3 +820,21 @@ def test_journal_records_whose_params_still_fit_an_edited_state_are_applied(
 
     assert state.configs["b"] == ConfigInfo(Config("large", 1.0), "done", T0, T1)
     assert store.set_aside == []
+
+
+def test_a_record_set_aside_does_not_stop_the_records_after_it(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    old_b = params_key({"model": "large", "temperature": 1.0})
+    a_now = params_key({"model": "small", "temperature": 0.7})
+    aside = ConfigUpdate("b", "done", T0, T1, params=old_b)
+    later = ConfigUpdate("a", "failed", T0, T1, params=a_now)
+    journal = tmp_path / layout.JOURNAL_FILE
+    journal.write_text(aside.to_json() + "\n" + later.to_json() + "\n")
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.write_text(state_file.read_text().replace("large", "huge"))
+
+    store = make_store(tmp_path)
+    state = store.load()
+
+    assert store.set_aside == [aside]
+    assert state.configs["a"].status == "failed"
