@@ -838,3 +838,16 @@ def test_a_record_set_aside_does_not_stop_the_records_after_it(tmp_path: Path) -
 
     assert store.set_aside == [aside]
     assert state.configs["a"].status == "failed"
+
+
+def test_a_load_sees_what_another_process_recorded_between_two_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # As xdist workers record into one journal.
+    make_store(tmp_path).save(make_state())
+    mine, other = make_store(tmp_path), make_store(tmp_path)
+    mine.load()
+    other.record(ConfigUpdate("a", "failed", T0, T1))
+    mine.record(ConfigUpdate("b", "done", T0, T1))
+    state = mine.load()
+    assert (state.configs["a"].status, state.configs["b"].status) == ("failed", "done")
