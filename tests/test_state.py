@@ -851,3 +851,20 @@ def test_a_load_sees_what_another_process_recorded_between_two_of_its_own(
     mine.record(ConfigUpdate("b", "done", T0, T1))
     state = mine.load()
     assert (state.configs["a"].status, state.configs["b"].status) == ("failed", "done")
+
+
+def test_records_that_no_longer_fit_stay_aside_at_every_load_before_a_save(
+    tmp_path: Path,
+) -> None:
+    # The first load indexes the edited YAML: the second reads that index, and must
+    # still check the records against the edit.
+    make_store(tmp_path).save(make_state())
+    ran_with = params_key({"model": "large", "temperature": 1.0})
+    edited = ConfigUpdate("b", "done", T0, T1, params=ran_with)
+    (tmp_path / layout.JOURNAL_FILE).write_text(edited.to_json() + "\n")
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.write_text(state_file.read_text().replace("large", "huge"))
+    for _ in range(2):
+        store = make_store(tmp_path)
+        assert store.load().configs["b"] == ConfigInfo(Config("huge", 1.0))
+        assert store.set_aside == [edited]
