@@ -47,6 +47,10 @@ def test_dump_yaml_writes_multiline_text_as_a_literal_block_unless_asked() -> No
     assert load_yaml(dump_yaml(data)) == load_yaml(dump_yaml(data, width=10)) == data
 
 
+def test_dump_yaml_keeps_the_key_order_and_writes_text_as_it_reads() -> None:
+    assert dump_yaml({"model": "modèle", "a": 1}) == "model: modèle\na: 1\n"
+
+
 def test_load_yaml_is_safe_and_names_the_line_of_an_error() -> None:
     with pytest.raises(yaml.YAMLError):
         load_yaml("!!python/object/apply:os.system ['true']\n")
