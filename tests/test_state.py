@@ -38,6 +38,7 @@ from pytest_delphyne.state import (
     ConfigUpdate,
     ExperimentState,
     StateFileError,
+    aware_time,
     params_key,
 )
 from pytest_delphyne.state_store import StateEditedError, StateStore
@@ -868,3 +869,24 @@ def test_records_that_no_longer_fit_stay_aside_at_every_load_before_a_save(
         store = make_store(tmp_path)
         assert store.load().configs["b"] == ConfigInfo(Config("huge", 1.0))
         assert store.set_aside == [edited]
+
+
+def test_aware_time_gives_a_naive_time_the_local_zone_and_keeps_an_aware_one() -> None:
+    aware = datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert aware_time(aware) is aware
+    naive = datetime(2024, 5, 1, 12)
+    assert aware_time(naive) == naive.astimezone()
+    assert aware_time(naive).tzinfo is not None
+
+
+def test_a_state_the_block_writer_leaves_to_pyyaml_has_no_literal_blocks(
+    tmp_path: Path,
+) -> None:
+    # A key too long for the direct writer: PyYAML writes the file, in the same
+    # style for multi-line text (quoted, not a `|` block).
+    store = StateStore(tmp_path, codec_for(Loose))
+    state = ExperimentState("e", None, {"a": ConfigInfo(Loose({"k" * 200: "x\ny"}))})
+    store.save(state)
+    text = (tmp_path / layout.STATE_FILE).read_text()
+    assert "|" not in text
+    assert StateStore(tmp_path, codec_for(Loose)).load() == state
