@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +81,7 @@ def equivalence_reason(mutant: Mutant, equivalents: list[dict[str, str]]) -> str
             entry["module"] in ("*", mutant.module)
             and entry["operator"] == mutant.operator
             and entry["line"].strip() == mutant.source_line
-            and int(entry.get("occurrence_on_line", 0)) in (0, mutant.occurrence)
+            and entry.get("occurrence", mutant.occurrence) == mutant.occurrence
         ):
             return entry["reason"]
     return None
@@ -98,7 +99,17 @@ def copy_project(destination: Path) -> None:
             shutil.copy2(source, target)
 
 
-def cosmic_ray_config(module: str, tests: list[str], scope: dict[str, Any]) -> str:
+def mutant_timeout(baseline_seconds: float, scope: dict[str, Any]) -> float:
+    # A mutant that loops forever would hold the run for the whole of scope's
+    # timeout: ten times the unmutated tests' time is past any slowdown a busy
+    # machine causes, and a minute is past pytest's start on one.
+    limit = float(scope["run"]["timeout"])
+    return min(limit, max(60.0, 10.0 * baseline_seconds))
+
+
+def cosmic_ray_config(
+    module: str, tests: list[str], scope: dict[str, Any], timeout: float
+) -> str:
     test_command = " ".join(
         [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     )
@@ -106,7 +117,7 @@ def cosmic_ray_config(module: str, tests: list[str], scope: dict[str, Any]) -> s
     return (
         "[cosmic-ray]\n"
         f"module-path = {json.dumps(module)}\n"
-        f"timeout = {float(scope['run']['timeout'])}\n"
+        f"timeout = {timeout}\n"
         "excluded-modules = []\n"
         f"test-command = {json.dumps(test_command)}\n"
         "[cosmic-ray.distributor]\n"
@@ -141,6 +152,7 @@ def run_module(
     ).stdout.strip()
     if not imported.startswith(str(project)):
         raise SystemExit(f"the scratch copy is not what imports: {imported}")
+    started = time.monotonic()
     baseline = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
         cwd=project,
@@ -155,7 +167,8 @@ def run_module(
             )
         )
     config = work / "cosmic-ray.toml"
-    config.write_text(cosmic_ray_config(module, tests, scope))
+    timeout = mutant_timeout(time.monotonic() - started, scope)
+    config.write_text(cosmic_ray_config(module, tests, scope, timeout))
     session = work / "session.sqlite"
     for command in (
         ["cosmic-ray", "init", str(config), str(session)],
@@ -211,13 +224,22 @@ def scratch_root() -> str | None:
 
 
 def changed_modules(modules: list[str], since: str) -> list[str]:
-    changed = subprocess.run(
+    """The modules whose working-tree text differs from their text at `since`.
+
+    Raises:
+        SystemExit: `since` is not a commit of this clone (a shallow CI clone may
+            lack the base branch), with git's own one-line reason.
+    """
+    diff = subprocess.run(
         ["git", "diff", "--name-only", since, "--", *modules],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        check=True,
-    ).stdout.split()
+    )
+    if diff.returncode != 0:
+        reason = (diff.stderr.strip().splitlines() or ["git diff failed"])[0]
+        raise SystemExit(f"--changed-since {since}: {reason}")
+    changed = diff.stdout.split()
     return [module for module in modules if module in changed]
 
 
@@ -270,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(UNKNOWN_MODULE_MESSAGE.format(module=module, scope=SCOPE_FILE))
     if args.changed_since:
         modules = changed_modules(modules, args.changed_since)
+        if not modules:
+            print(f"no module of {SCOPE_FILE.name} changed since {args.changed_since}")
+            return 0
     with (
         tempfile.TemporaryDirectory(prefix="mutants-", dir=scratch_root()) as scratch,
         concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool,

@@ -73,7 +73,7 @@ def decide_action(status: str, options: SelectionOptions) -> Action:
 
 
 def run_cache_mode(
-    *, caches_requests: bool, reuse_cache: bool, resumes: bool = False
+    *, caches_requests: bool, reuse_cache: bool, resumes: bool
 ) -> CacheMode:
     """The cache mode of a config that runs: a fresh cache; or the old one read and
     extended, for a config whose last attempt was interrupted (what it paid for is

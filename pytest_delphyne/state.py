@@ -257,13 +257,6 @@ def parse_time(value: object) -> datetime | None:
     return stored_time(value)
 
 
-def _holds(path: Path, text: str) -> bool:
-    try:
-        return path.read_text(encoding="utf-8") == text
-    except (OSError, UnicodeDecodeError):
-        return False
-
-
 def render_state(state: ExperimentState[C], codec: ConfigCodec[C]) -> str:
     """The YAML text of a state.
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,33 @@ def test_entry_without_its_keys_is_refused_naming_its_line(tmp_path: Path) -> No
     with pytest.raises(CacheFileError) as info:
         RequestCache(path, "read_write")
     assert str(info.value).startswith(f"{path}, line 1: entry 0 is not a cache entry")
+
+
+def test_later_entry_without_its_keys_is_refused_naming_its_own_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.yaml"
+    path.write_text(
+        "- key: m.f\n  occurrence: 0\n  args: {}\n  answer: 1\n  seconds: 0.5\n- {}\n"
+    )
+    with pytest.raises(CacheFileError) as info:
+        RequestCache(path, "replay")
+    assert str(info.value).startswith(f"{path}, line 6: entry 1 is not a cache entry")
+
+
+def test_non_ascii_key_is_written_as_it_reads(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        cache.call("modèle.f", ARGS, lambda: 1)
+    assert path.read_text().startswith('- {"key": "modèle.f", ')
+
+
+def test_create_makes_the_missing_directories_of_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "configs" / "c1" / "cache.yaml"
+    with RequestCache(path, "create") as cache:
+        cache.call("m.f", ARGS, lambda: 1)
+    with RequestCache(path, "replay") as cache:
+        assert cache.call("m.f", ARGS, _never) == 1
 
 
 def test_answer_is_returned_as_it_replays(tmp_path: Path) -> None:
@@ -170,6 +198,35 @@ def test_off_writes_nothing(tmp_path: Path) -> None:
         assert cache.call("m.f", ARGS, lambda: 1) == 1
         assert cache.call("m.f", ARGS, lambda: 2) == 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_off_with_a_path_neither_reads_nor_writes_its_file(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    recorded = _three_entries(path)
+    with RequestCache(path, "off") as cache:
+        assert len(cache) == 0
+        assert cache.call("m.f", ARGS, lambda: "live") == "live"
+    assert path.read_text() == recorded
+
+
+def test_entry_seconds_is_how_long_the_call_took(tmp_path: Path) -> None:
+    path = tmp_path / "cache.yaml"
+    before = time.perf_counter()
+    with RequestCache(path, "create") as cache:
+        cache.call("m.f", ARGS, lambda: time.sleep(0.01))
+    elapsed = time.perf_counter() - before
+    (entry,) = yaml.safe_load(path.read_text())
+    assert 0.01 <= entry["seconds"] <= elapsed
+
+
+def test_flow_style_cache_with_a_bad_entry_is_refused_at_line_1(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cache.yaml"
+    path.write_text("[{key: m.f}]\n")
+    with pytest.raises(CacheFileError) as info:
+        RequestCache(path, "replay")
+    assert str(info.value).startswith(f"{path}, line 1: entry 0 is not a cache entry")
 
 
 def _three_entries(path: Path) -> str:

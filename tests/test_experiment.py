@@ -489,3 +489,53 @@ def test_the_package_exports_what_the_launcher_exported() -> None:
     )
     assert pytest_delphyne.summary_file_path(out) == out / layout.SUMMARY_FILE
     assert pytest_delphyne.path_stem("dir/exp.py") == "exp"
+
+
+def test_plain_params_are_the_dumped_params_loaded_or_not(tmp_path: Path) -> None:
+    # As `--co`'s plan shows them: from what `load()` dumped, or dumped afresh for
+    # a config it did not see (a stored one, or a session that has not loaded).
+    experiment = make_experiment(tmp_path, [Config("a", 1)])
+    assert experiment.plain_params("a_t1.0", Config("a", 1)) == {
+        "model": "a",
+        "temperature": 1.0,
+    }
+    experiment.load()
+    stored = experiment.load_state().configs["a_t1.0"].params
+    assert experiment.plain_params("a_t1.0", stored) == {
+        "model": "a",
+        "temperature": 1.0,
+    }
+    assert experiment.plain_params("b_t0.7", Config("b")) == {
+        "model": "b",
+        "temperature": 0.7,
+    }
+    # Other params under a name load() saw are dumped, not taken for the stored ones.
+    assert experiment.plain_params("a_t1.0", Config("a", 2.0)) == {
+        "model": "a",
+        "temperature": 2.0,
+    }
+
+
+def test_config_names_after_load_are_what_it_found_until_configs_are_resized(
+    tmp_path: Path,
+) -> None:
+    configs = [Config("a"), Config("b")]
+    experiment = make_experiment(tmp_path, configs).load()
+    # What load() found is not looked up again (100,000 canonical keys): the state
+    # is not even read.
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.rename(tmp_path / "elsewhere.yaml")
+    assert experiment.config_names() == ["a_t0.7", "b_t0.7"]
+    (tmp_path / "elsewhere.yaml").rename(state_file)
+    configs.append(Config("a", 0.7))
+    assert experiment.config_names() == ["a_t0.7", "b_t0.7", "a_t0.7"]
+    # Replaced by a list of the same length: looked up again.
+    experiment.configs = [Config("b"), Config("a"), Config("b")]
+    assert experiment.config_names() == ["b_t0.7", "a_t0.7", "b_t0.7"]
+
+
+def test_names_in_state_counts_the_listed_configs_it_lacks(tmp_path: Path) -> None:
+    make_experiment(tmp_path, [Config("a"), Config("b")]).load()
+    listed = [Config("z"), Config("b"), Config("y"), Config("a")]
+    experiment = make_experiment(tmp_path, listed)
+    assert experiment.names_in_state() == (["b_t0.7", "a_t0.7"], 2)

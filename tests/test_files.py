@@ -22,6 +22,26 @@ def test_atomic_write_writes_text_and_bytes_and_leaves_no_temporary(
     assert os.listdir(tmp_path) == ["f.txt"]
 
 
+def test_atomic_write_replaces_content_of_the_same_size(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    atomic_write(path, "abc")
+    atomic_write(path, "xyz")
+    assert path.read_text() == "xyz"
+
+
+def test_atomic_write_of_what_the_file_holds_leaves_it_untouched(
+    tmp_path: Path,
+) -> None:
+    # A session that changes nothing must not look like a change to a file watcher.
+    path = tmp_path / "f.txt"
+    atomic_write(path, "abc")
+    os.utime(path, ns=(0, 0))
+    atomic_write(path, "abc")
+    assert path.stat().st_mtime_ns == 0
+    atomic_write(path, "abcd")
+    assert path.stat().st_mtime_ns != 0
+
+
 def test_a_failed_atomic_write_keeps_the_old_file_and_removes_its_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -68,3 +68,7 @@ def test_refuse_symlinks_names_the_first_link_and_skips_missing_paths(
     with pytest.raises(PlantedSymlinkError) as raised:
         refuse_symlinks([out / "dir", out / "planted", out / "missing"])
     assert raised.value.path == out / "planted"
+    # A missing path before the link does not end the check.
+    with pytest.raises(PlantedSymlinkError) as raised:
+        refuse_symlinks([out / "missing", out / "planted"])
+    assert raised.value.path == out / "planted"

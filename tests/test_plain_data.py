@@ -47,6 +47,10 @@ def test_dump_yaml_writes_multiline_text_as_a_literal_block_unless_asked() -> No
     assert load_yaml(dump_yaml(data)) == load_yaml(dump_yaml(data, width=10)) == data
 
 
+def test_dump_yaml_keeps_the_key_order_and_writes_text_as_it_reads() -> None:
+    assert dump_yaml({"model": "modèle", "a": 1}) == "model: modèle\na: 1\n"
+
+
 def test_load_yaml_is_safe_and_names_the_line_of_an_error() -> None:
     with pytest.raises(yaml.YAMLError):
         load_yaml("!!python/object/apply:os.system ['true']\n")
@@ -72,6 +76,15 @@ def test_write_result_then_read_result_gives_it_back(tmp_path: Path) -> None:
     write_result(tmp_path, recorded())
     assert read_result(tmp_path) == recorded()
     assert sorted(p.name for p in tmp_path.iterdir()) == [layout.RESULT_FILE]
+
+
+def test_result_file_writes_a_multiline_value_as_a_literal_block(
+    tmp_path: Path,
+) -> None:
+    # A person reads the answer's lines as they are, not as one quoted "\n" string.
+    write_result(tmp_path, recorded())
+    text = (tmp_path / layout.RESULT_FILE).read_text()
+    assert "    - answer: |-\n        two\n        lines\n" in text
 
 
 def test_read_result_takes_a_result_written_by_delphyne(tmp_path: Path) -> None:

@@ -48,3 +48,9 @@ def test_values_with_unencodable_text_are_refused_naming_the_value() -> None:
 def test_config_name_with_a_lone_surrogate_is_invalid() -> None:
     with pytest.raises(InvalidConfigNameError, match="lone surrogate"):
         validate_config_name("x\udc80")
+
+
+def test_a_top_level_unencodable_key_of_values_is_refused_naming_it() -> None:
+    with pytest.raises(UnencodableTextError) as raised:
+        plain_copy({"a\udc80": 1}, "values")
+    assert raised.value.path == "values: the key 'a\\udc80' of it"

@@ -21,6 +21,7 @@ from pytest_delphyne import layout
 from pytest_delphyne.cache import CacheMissError
 from pytest_delphyne.environment import BUDGET_MESSAGE, LogLevel, call_key
 from pytest_delphyne.plain_data import NOT_PLAIN_DATA_MESSAGE, NotPlainDataError
+from pytest_delphyne.results import ResultFileError
 from pytest_delphyne.runtime import (
     RETURNED_VALUES,
     Budget,
@@ -547,3 +548,44 @@ def test_sigkilled_run_keeps_its_entries_and_retry_pays_only_the_rest(
     values = read_result(directory).values[0]
     assert values[:5] == recorded
     assert len(set(values)) == 10
+
+
+def test_replay_of_a_config_that_never_ended_names_its_missing_result(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ResultFileError) as info:
+        replay(lambda: Run(failing_program), tmp_path)
+    assert info.value.missing
+    assert info.value.path == tmp_path / layout.RESULT_FILE
+
+
+@pytest.mark.parametrize(
+    ("raw", "browsable"), [(False, False), (True, False), (False, True)]
+)
+def test_each_trace_is_written_only_when_asked(
+    tmp_path: Path, raw: bool, browsable: bool
+) -> None:
+    run = Run(
+        draw_many, {"n": 1}, export_raw_trace=raw, export_browsable_trace=browsable
+    )
+    execute(lambda: run, _options(tmp_path))
+    assert (tmp_path / layout.RAW_TRACE_FILE).exists() == raw
+    assert (tmp_path / layout.BROWSABLE_TRACE_FILE).exists() == browsable
+
+
+def test_replay_runs_under_the_given_then_the_recorded_then_the_directory_name(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "configs" / "d1"
+    execute(lambda: Run(draw_many, {"n": 1}), _options(directory))
+
+    def factory() -> Run:
+        return Run(draw_many, {"n": 1})
+
+    assert replay(factory, directory, config_name="given").replayed.config_name == (
+        "given"
+    )
+    assert replay(factory, directory).replayed.config_name == "c1"
+    result = directory / layout.RESULT_FILE
+    result.write_text(result.read_text().replace("config_name: c1\n", ""))
+    assert replay(factory, directory).replayed.config_name == "d1"

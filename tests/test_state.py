@@ -9,14 +9,15 @@ import sys
 import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 import pytest_delphyne
-from pytest_delphyne import layout
+from pytest_delphyne import layout, state_store
 from pytest_delphyne.files import atomic_write
 from pytest_delphyne.identity import ConfigParamsError, codec_for
 from pytest_delphyne.journal import read_journal
@@ -37,6 +38,7 @@ from pytest_delphyne.state import (
     ConfigUpdate,
     ExperimentState,
     StateFileError,
+    aware_time,
     params_key,
 )
 from pytest_delphyne.state_store import StateEditedError, StateStore
@@ -739,3 +741,159 @@ def test_a_failed_journal_write_keeps_the_entries_before_it_and_cuts_its_own(
     store.record(third)
     store.close()
     assert read_journal(tmp_path / layout.JOURNAL_FILE) == [first, second, third]
+
+
+@dataclass
+class Loose:
+    table: dict[Any, Any]
+
+    def instantiate(self, context: object) -> object:
+        return None
+
+
+def test_hand_edited_int_key_reads_the_same_at_every_load(tmp_path: Path) -> None:
+    # JSON would turn the key 1 into "1": an index of this YAML would hand the
+    # second session another config than the first.
+    path = tmp_path / layout.STATE_FILE
+    path.write_text(
+        "name: e\ndescription: null\nconfigs:\n"
+        "  a:\n    params:\n      table: {1: x}\n    status: todo\n"
+    )
+    for _ in range(2):
+        loaded = StateStore(tmp_path, codec_for(Loose)).load()
+        assert loaded.configs["a"].params == Loose({1: "x"})
+
+
+def test_fold_over_a_state_edited_since_a_load_read_it_is_refused(
+    tmp_path: Path,
+) -> None:
+    make_store(tmp_path).save(make_state())
+    store = make_store(tmp_path)
+    store.load()
+    store.record(ConfigUpdate("b", "done", T0, T1))
+    state_file = tmp_path / layout.STATE_FILE
+    edited = state_file.read_text().replace("a test", "edited by hand")
+    state_file.write_text(edited)
+    with pytest.raises(StateEditedError):
+        store.fold()
+    assert state_file.read_text() == edited
+
+
+def test_a_state_file_of_the_size_limit_loads_and_one_byte_more_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_store(tmp_path).save(make_state())
+    size = (tmp_path / layout.STATE_FILE).stat().st_size
+    monkeypatch.setattr(state_store, "MAX_STATE_BYTES", size)
+    assert make_store(tmp_path).load() == make_state()
+    monkeypatch.setattr(state_store, "MAX_STATE_BYTES", size - 1)
+    with pytest.raises(StateFileError, match=f"{size} bytes"):
+        make_store(tmp_path).load()
+
+
+def test_a_state_without_configs_loads_and_is_indexed(tmp_path: Path) -> None:
+    # As a person may write a new experiment's state: `configs:` left empty.
+    (tmp_path / layout.STATE_FILE).write_text("name: e\nconfigs:\n")
+    for _ in range(2):
+        assert make_store(tmp_path).load() == ExperimentState("e", None, {})
+    assert (tmp_path / layout.STATE_INDEX_FILE).exists()
+
+
+def test_a_hand_edited_date_reads_the_same_at_every_load(tmp_path: Path) -> None:
+    # JSON has no dates: such a state is read from its YAML each time.
+    (tmp_path / layout.STATE_FILE).write_text(
+        "name: e\ndescription: null\nconfigs:\n"
+        "  a:\n    params:\n      table: {when: 2024-05-01}\n    status: todo\n"
+    )
+    for _ in range(2):
+        loaded = StateStore(tmp_path, codec_for(Loose)).load()
+        assert loaded.configs["a"].params == Loose({"when": date(2024, 5, 1)})
+
+
+def test_journal_records_whose_params_still_fit_an_edited_state_are_applied(
+    tmp_path: Path,
+) -> None:
+    make_store(tmp_path).save(make_state())
+    ran_with = params_key({"model": "large", "temperature": 1.0})
+    started = ConfigUpdate("b", "todo", T0, params=ran_with)
+    ended = ConfigUpdate("b", "done", T0, T1, params=ran_with)
+    journal = tmp_path / layout.JOURNAL_FILE
+    journal.write_text(started.to_json() + "\n" + ended.to_json() + "\n")
+    # A person edits something else than b's params.
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.write_text(state_file.read_text().replace("a test", "edited"))
+
+    store = make_store(tmp_path)
+    state = store.load()
+
+    assert state.configs["b"] == ConfigInfo(Config("large", 1.0), "done", T0, T1)
+    assert store.set_aside == []
+
+
+def test_a_record_set_aside_does_not_stop_the_records_after_it(tmp_path: Path) -> None:
+    make_store(tmp_path).save(make_state())
+    old_b = params_key({"model": "large", "temperature": 1.0})
+    a_now = params_key({"model": "small", "temperature": 0.7})
+    aside = ConfigUpdate("b", "done", T0, T1, params=old_b)
+    later = ConfigUpdate("a", "failed", T0, T1, params=a_now)
+    journal = tmp_path / layout.JOURNAL_FILE
+    journal.write_text(aside.to_json() + "\n" + later.to_json() + "\n")
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.write_text(state_file.read_text().replace("large", "huge"))
+
+    store = make_store(tmp_path)
+    state = store.load()
+
+    assert store.set_aside == [aside]
+    assert state.configs["a"].status == "failed"
+
+
+def test_a_load_sees_what_another_process_recorded_between_two_of_its_own(
+    tmp_path: Path,
+) -> None:
+    # As xdist workers record into one journal.
+    make_store(tmp_path).save(make_state())
+    mine, other = make_store(tmp_path), make_store(tmp_path)
+    mine.load()
+    other.record(ConfigUpdate("a", "failed", T0, T1))
+    mine.record(ConfigUpdate("b", "done", T0, T1))
+    state = mine.load()
+    assert (state.configs["a"].status, state.configs["b"].status) == ("failed", "done")
+
+
+def test_records_that_no_longer_fit_stay_aside_at_every_load_before_a_save(
+    tmp_path: Path,
+) -> None:
+    # The first load indexes the edited YAML: the second reads that index, and must
+    # still check the records against the edit.
+    make_store(tmp_path).save(make_state())
+    ran_with = params_key({"model": "large", "temperature": 1.0})
+    edited = ConfigUpdate("b", "done", T0, T1, params=ran_with)
+    (tmp_path / layout.JOURNAL_FILE).write_text(edited.to_json() + "\n")
+    state_file = tmp_path / layout.STATE_FILE
+    state_file.write_text(state_file.read_text().replace("large", "huge"))
+    for _ in range(2):
+        store = make_store(tmp_path)
+        assert store.load().configs["b"] == ConfigInfo(Config("huge", 1.0))
+        assert store.set_aside == [edited]
+
+
+def test_aware_time_gives_a_naive_time_the_local_zone_and_keeps_an_aware_one() -> None:
+    aware = datetime(2024, 5, 1, 12, tzinfo=timezone(timedelta(hours=2)))
+    assert aware_time(aware) is aware
+    naive = datetime(2024, 5, 1, 12)
+    assert aware_time(naive) == naive.astimezone()
+    assert aware_time(naive).tzinfo is not None
+
+
+def test_a_state_the_block_writer_leaves_to_pyyaml_has_no_literal_blocks(
+    tmp_path: Path,
+) -> None:
+    # A key too long for the direct writer: PyYAML writes the file, in the same
+    # style for multi-line text (quoted, not a `|` block).
+    store = StateStore(tmp_path, codec_for(Loose))
+    state = ExperimentState("e", None, {"a": ConfigInfo(Loose({"k" * 200: "x\ny"}))})
+    store.save(state)
+    text = (tmp_path / layout.STATE_FILE).read_text()
+    assert "|" not in text
+    assert StateStore(tmp_path, codec_for(Loose)).load() == state
