@@ -794,9 +794,13 @@ def test_a_state_file_of_the_size_limit_loads_and_one_byte_more_is_refused(
 def test_a_state_without_configs_loads_and_is_indexed(tmp_path: Path) -> None:
     # As a person may write a new experiment's state: `configs:` left empty.
     (tmp_path / layout.STATE_FILE).write_text("name: e\nconfigs:\n")
-    for _ in range(2):
-        assert make_store(tmp_path).load() == ExperimentState("e", None, {})
+    loaded = make_store(tmp_path).load()
+    assert loaded == ExperimentState("e", None, {})
+    # Reading writes nothing; a save indexes it, and the index reads the same.
+    assert not (tmp_path / layout.STATE_INDEX_FILE).exists()
+    make_store(tmp_path).save(loaded)
     assert (tmp_path / layout.STATE_INDEX_FILE).exists()
+    assert make_store(tmp_path).load() == ExperimentState("e", None, {})
 
 
 def test_a_hand_edited_date_reads_the_same_at_every_load(tmp_path: Path) -> None:
