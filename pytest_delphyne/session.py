@@ -17,14 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_delphyne.items import (
-    ConfigItem,
-    ExperimentBinding,
-    ExperimentModule,
-    bindings_key,
-    describe_params,
-    worker_setup_key,
-)
+from pytest_delphyne.bindings import ExperimentBinding, bindings_key, worker_setup_key
+from pytest_delphyne.items import ConfigItem, ExperimentModule
 from pytest_delphyne.ledger import new_attempt_id
 from pytest_delphyne.plan import plan_lines
 from pytest_delphyne.retry import (
@@ -39,6 +33,7 @@ from pytest_delphyne.selection import (
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SpendMeter
 from pytest_delphyne.wire import RESULT_PROPERTY, ExperimentPlan, item_id_prefix
+from pytest_delphyne.wording import describe_params
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne import interrupts
+from pytest_delphyne.bindings import ExperimentBinding, sees_output_dir
 from pytest_delphyne.concurrency import UNFINISHED_KEY
-from pytest_delphyne.items import ExperimentBinding, sees_output_dir
 from pytest_delphyne.notices import Notify, channel_notices, notices_key
 from pytest_delphyne.wire import (
     NOTICES_KEY,
