@@ -1,6 +1,6 @@
 """What one process knows of the session's experiments, and the hooks that use it.
 
-The plugin starts the session (`controller.py` on the controller, `workers.start_worker`
+The plugin starts the session (`controller.py` on the controller, `worker_start.py`
 on an xdist worker); both bind each experiment to its file. Then, in every process,
 this session collects one item per config, deselects what the state says to, brings
 pytest's last-failed cache in line with the state (the source of truth), says what it
