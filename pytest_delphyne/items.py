@@ -25,8 +25,9 @@ from pytest_delphyne.notices import notices_key
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.program_tracebacks import program_traceback
 from pytest_delphyne.redaction import redact_exception
+from pytest_delphyne.replays import replay
 from pytest_delphyne.results import ResultFileError, read_result
-from pytest_delphyne.runtime import RunOptions, execute, replay
+from pytest_delphyne.runtime import RunOptions, execute
 from pytest_delphyne.selection import Decision, decide
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.shipping import ShippingError, load_experiment
