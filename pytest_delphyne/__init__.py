@@ -20,17 +20,11 @@ from pytest_delphyne.environment import (
 from pytest_delphyne.errors import DelphyneError, EndpointError
 from pytest_delphyne.experiment import Experiment
 from pytest_delphyne.layout import path_stem, result_file_path, summary_file_path
-from pytest_delphyne.models import ChatAnswer, ModelPrice, OpenAIChatModel
+from pytest_delphyne.model_prices import ModelPrice
+from pytest_delphyne.models import ChatAnswer, OpenAIChatModel
+from pytest_delphyne.replays import ReplayReport, replay
 from pytest_delphyne.results import RecordedResult, read_result
-from pytest_delphyne.runtime import (
-    Outcome,
-    ReplayReport,
-    Run,
-    RunOptions,
-    RunRecord,
-    execute,
-    replay,
-)
+from pytest_delphyne.runtime import Outcome, Run, RunOptions, RunRecord, execute
 from pytest_delphyne.state import ConfigInfo, ExperimentState
 
 __all__ = [

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.bindings import ExperimentBinding
 from pytest_delphyne.discovery import (
     experiment_of_file,
     provided_experiment,
@@ -36,7 +37,6 @@ from pytest_delphyne.errors import DelphyneError
 from pytest_delphyne.experiment import Experiment, UnlistedConfigsWarning
 from pytest_delphyne.files import refuse_symlinks
 from pytest_delphyne.identity import ConfigParamsError
-from pytest_delphyne.items import ExperimentBinding
 from pytest_delphyne.lock import ExperimentLockedError, RunLock
 from pytest_delphyne.plain_data import flatten_params
 from pytest_delphyne.plan import build_plan

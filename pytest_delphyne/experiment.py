@@ -3,8 +3,7 @@
 A façade keeping the reference's API, each method handing over to the module that
 owns its concern: `state_updates` (what `load()` and the edits write), `roster` (names),
 `past_runs` (replays, success values), `summary`, `report`, `script_experiment` (the
-file behind an experiment). Running configs goes through the pytest plugin (`resume()`,
-`run_cli()`); nothing here imports pytest.
+file behind an experiment). The pytest plugin runs configs (`resume()`, `run_cli()`).
 """
 
 from __future__ import annotations
@@ -45,7 +44,8 @@ if TYPE_CHECKING:
 
     import pandas
 
-    from pytest_delphyne.runtime import LogLevel, ReplayReport
+    from pytest_delphyne.replays import ReplayReport
+    from pytest_delphyne.runtime import LogLevel
 
 C = TypeVar("C", bound=ExperimentConfig)
 

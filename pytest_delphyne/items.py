@@ -6,17 +6,15 @@ command line: `selection.decide` (SPEC §5's table).
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
 import pytest
 
 from pytest_delphyne import layout
+from pytest_delphyne.bindings import ExperimentBinding, bindings_key, worker_setup_key
 from pytest_delphyne.concurrency import run_config
 from pytest_delphyne.errors import EndpointError
 from pytest_delphyne.experiment import Experiment
@@ -25,37 +23,26 @@ from pytest_delphyne.ledger import LedgerWriter, ledger_file_path, new_attempt_i
 from pytest_delphyne.memory import session_long_lived
 from pytest_delphyne.notices import notices_key
 from pytest_delphyne.plain_data import flatten_params
+from pytest_delphyne.program_tracebacks import program_traceback
 from pytest_delphyne.redaction import redact_exception
+from pytest_delphyne.replays import replay
 from pytest_delphyne.results import ResultFileError, read_result
-from pytest_delphyne.runtime import RunOptions, execute, replay
-from pytest_delphyne.selection import Decision, SelectionOptions, decide
+from pytest_delphyne.runtime import RunOptions, execute
+from pytest_delphyne.selection import Decision, decide
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.shipping import ShippingError, load_experiment
-from pytest_delphyne.spend_cap import SpendMeter
-from pytest_delphyne.tracebacks import (
-    PACKAGE_DIR,
-    is_hidden_file,
-    without_plugin_frames,
-)
+from pytest_delphyne.tracebacks import without_plugin_frames
 from pytest_delphyne.wire import (
     ENDPOINT_ERROR_PROPERTY,
     RESULT_PROPERTY,
-    ExperimentPlan,
     ResultPayload,
     encode_result,
-    is_same_file,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from _pytest._code.code import (
-        ExceptionInfo,
-        TerminalRepr,
-        Traceback,
-        TracebackEntry,
-        TracebackStyle,
-    )
+    from _pytest._code.code import ExceptionInfo, TerminalRepr, TracebackStyle
 
     from pytest_delphyne.cache import CacheMode
     from pytest_delphyne.runtime import Run, RunRecord
@@ -78,22 +65,6 @@ REMOTE_REPLAY_MESSAGE = (
     "directory {output_dir}; replay without --tx or with -n 0"
 )
 
-_MODEL_CLIENT_FILE = Path(PACKAGE_DIR) / "models.py"
-_RUNNER_DIRS = (
-    PACKAGE_DIR,
-    str(Path(pytest.__file__).resolve().parent.parent / "_pytest") + os.sep,
-    str(Path(pluggy.__file__).resolve().parent) + os.sep,
-)
-
-
-bindings_key = pytest.StashKey[dict[Path, list["ExperimentBinding"]]]()
-"""The experiments this process collects, by file (filled by the session)."""
-worker_setup_key = pytest.StashKey[
-    Callable[["ExperimentBinding", "Experiment[Any]"], None]
-]()
-"""Runs `WorkersSetup.per_worker` once in this process (provided by the session)."""
-
-
 NOT_SHIPPED_MESSAGE = (
     "this worker's import of the experiment file has no Experiment named {attr!r}, "
     "and the controller sent none"
@@ -106,87 +77,6 @@ class StoredFailure(Exception):
 
 class ReplayMismatch(Exception):
     """A replay whose outcome differs from the recorded one."""
-
-
-@dataclass
-class ExperimentBinding:
-    """One experiment as this process sees it: its plan and where its files go.
-
-    Attributes:
-        attr: The module attribute holding the `Experiment`.
-        plan: What the controller decided for it (names, statuses, params).
-        shares_output_dir: Whether this process sees the controller's output
-            directory; when it does not, configs write to a scratch directory and their
-            files travel back in the report.
-        options: The selection options of the session.
-        settings: The command line's overrides of the experiment's settings.
-        meter: This process's spending, checked against the spend cap; it reads
-            this experiment's ledger when this process sees the output directory.
-        configs: Config objects by name, when this process already built them.
-        experiment: The `Experiment` itself, when this process already has it (the
-            controller).
-        shipped: The experiment pickled by the controller, for a worker whose import
-            of the file does not find it by name (see `shipping.py`).
-    """
-
-    attr: str
-    plan: ExperimentPlan
-    shares_output_dir: bool
-    options: SelectionOptions
-    settings: RunSettings
-    meter: SpendMeter
-    configs: dict[str, Any] = field(default_factory=dict)
-    experiment: Experiment[Any] | None = None
-    shipped: bytes | None = None
-
-    def __post_init__(self) -> None:
-        if self.shares_output_dir:
-            # Every payment of the session's configs of this experiment is there,
-            # whichever process of this machine made it.
-            self.meter.watch(ledger_file_path(self.output_dir), self.plan["session"])
-
-    @property
-    def output_dir(self) -> Path:
-        return Path(self.plan["output_dir"])
-
-
-def sees_output_dir(plan: ExperimentPlan) -> bool:
-    """Whether this process sees the same output directory as the controller."""
-    return is_same_file(Path(plan["output_dir"]), plan["output_dir_id"])
-
-
-def _is_runner_frame(entry: TracebackEntry) -> bool:
-    return is_hidden_file(str(entry.path), _RUNNER_DIRS)
-
-
-def _is_model_client_frame(entry: TracebackEntry) -> bool:
-    return Path(entry.path).resolve() == _MODEL_CLIENT_FILE
-
-
-def program_traceback(traceback: Traceback) -> Traceback:
-    """The frames of the user's code: without this plugin's, pytest's and pluggy's
-    (those between the program and a function it gave `env.compute` included), and
-    none from the model client's call on (the client library's frames hold the
-    request's credentials as arguments).
-
-    The user debugs their program, not pytest's runner, this plugin or the client.
-    """
-    for index, entry in enumerate(traceback):
-        if _is_model_client_frame(entry):
-            # The program's frame that asked the model is the last one shown.
-            traceback = traceback[:index] or traceback
-            break
-    return traceback.filter(lambda entry: not _is_runner_frame(entry)) or traceback
-
-
-def describe_params(params: dict[str, Any]) -> str:
-    if any(type(value) is dict for value in params.values()):
-        return " ".join(
-            f"{key}={value}" for key, value in flatten_params(params).items()
-        )
-    # Flat params (the common case) need no generator per config: 100,000 of these
-    # make the plan that `--co` prints.
-    return " ".join(f"{key}={value}" for key, value in params.items())
 
 
 class ExperimentModule(pytest.Module):

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pytest_delphyne.experiment import Experiment
-    from pytest_delphyne.runtime import ReplayReport
+    from pytest_delphyne.replays import ReplayReport
     from pytest_delphyne.state import ExperimentState
 
 UNKNOWN_CONFIG_MESSAGE = "No config named {name!r} in {state_file}"
@@ -57,13 +57,13 @@ def _state_with(experiment: Experiment[C], name: str) -> ExperimentState[C]:
 
 
 def replay_by_name(experiment: Experiment[Any], config_name: str) -> ReplayReport:
-    """Replay the config `config_name` from its cache (`runtime.replay`); see
+    """Replay the config `config_name` from its cache (`replays.replay`); see
     `Experiment.replay_config_by_name`.
 
     Raises:
         UnknownConfigError: no config of that name.
     """
-    from pytest_delphyne.runtime import replay
+    from pytest_delphyne.replays import replay
 
     config = _state_with(experiment, config_name).configs[config_name].params
     # The one call a failed config may make again is paid: the ledger counts it.

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_delphyne import layout
-from pytest_delphyne.items import describe_params
 from pytest_delphyne.selection import decide_action
 from pytest_delphyne.wire import ExperimentPlan, PlannedConfig, file_identity
-from pytest_delphyne.wording import plural, verb_agreeing
+from pytest_delphyne.wording import describe_params, plural, verb_agreeing
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence

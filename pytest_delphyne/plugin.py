@@ -4,8 +4,8 @@
 a test item. `pytest_configure` reads the options once into two records (what each
 config does: `SelectionOptions`; the overrides of the experiments' settings:
 `RunSettings`), starts the session (`controller.py` on the controller, which loads each
-experiment and names new configs before anything is collected; `workers.start_worker`
-on an xdist worker, which receives the controller's plans through `workerinput`), and
+experiment and names new configs before anything is collected; `worker_start.py` on an
+xdist worker, which receives the controller's plans through `workerinput`), and
 registers the plugin objects this process needs, each under its own stash key;
 `pytest_unconfigure` unregisters them.
 """
@@ -39,7 +39,8 @@ from pytest_delphyne.recorder import Recorder
 from pytest_delphyne.session import DelphyneSession, pdb_without_workers_key
 from pytest_delphyne.snapshots import InteractiveSnapshots
 from pytest_delphyne.wire import worker_input
-from pytest_delphyne.workers import XdistHooks, start_worker, worker_queue
+from pytest_delphyne.worker_start import start_worker
+from pytest_delphyne.workers import XdistHooks, worker_queue
 
 if TYPE_CHECKING:
     from collections.abc import Generator

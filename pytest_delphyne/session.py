@@ -1,6 +1,6 @@
 """What one process knows of the session's experiments, and the hooks that use it.
 
-The plugin starts the session (`controller.py` on the controller, `workers.start_worker`
+The plugin starts the session (`controller.py` on the controller, `worker_start.py`
 on an xdist worker); both bind each experiment to its file. Then, in every process,
 this session collects one item per config, deselects what the state says to, brings
 pytest's last-failed cache in line with the state (the source of truth), says what it
@@ -17,14 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_delphyne.items import (
-    ConfigItem,
-    ExperimentBinding,
-    ExperimentModule,
-    bindings_key,
-    describe_params,
-    worker_setup_key,
-)
+from pytest_delphyne.bindings import ExperimentBinding, bindings_key, worker_setup_key
+from pytest_delphyne.items import ConfigItem, ExperimentModule
 from pytest_delphyne.ledger import new_attempt_id
 from pytest_delphyne.plan import plan_lines
 from pytest_delphyne.retry import (
@@ -39,6 +33,7 @@ from pytest_delphyne.selection import (
 from pytest_delphyne.settings import RunSettings
 from pytest_delphyne.spend_cap import SpendMeter
 from pytest_delphyne.wire import RESULT_PROPERTY, ExperimentPlan, item_id_prefix
+from pytest_delphyne.wording import describe_params
 
 if TYPE_CHECKING:
     from collections.abc import Generator, Sequence

@@ -1,8 +1,11 @@
-"""Counted nouns in what users read: "1 request", "2 requests"."""
+"""Counted nouns in what users read ("1 request", "2 requests"), shown paths, and a
+config's params as a line shows them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from pytest_delphyne.plain_data import flatten_params
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -28,3 +31,14 @@ def shown_path(path: Path, base: Path) -> str:
         return str(path.relative_to(base))
     except ValueError:
         return str(path)
+
+
+def describe_params(params: dict[str, Any]) -> str:
+    """`params` as one line shows them: `key=value` pairs, nested keys flattened."""
+    if any(type(value) is dict for value in params.values()):
+        return " ".join(
+            f"{key}={value}" for key, value in flatten_params(params).items()
+        )
+    # Flat params (the common case) need no generator per config: 100,000 of these
+    # make the plan that `--co` prints.
+    return " ".join(f"{key}={value}" for key, value in params.items())

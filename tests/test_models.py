@@ -14,15 +14,18 @@ from loopback import serving
 from pytest_delphyne import layout
 from pytest_delphyne.cache import RequestCache
 from pytest_delphyne.environment import Environment
-from pytest_delphyne.models import (
+from pytest_delphyne.model_prices import (
     DEFAULT_PRICES,
-    MISSING_OPENAI_MESSAGE,
-    MissingExtraError,
     ModelPrice,
-    OpenAIChatModel,
     UnknownModelPriceError,
 )
-from pytest_delphyne.runtime import Budget, Outcome, Run, RunOptions, execute, replay
+from pytest_delphyne.models import (
+    MISSING_OPENAI_MESSAGE,
+    MissingExtraError,
+    OpenAIChatModel,
+)
+from pytest_delphyne.replays import replay
+from pytest_delphyne.runtime import Budget, Outcome, Run, RunOptions, execute
 
 SECRET = "sk-test-0123456789abcdef-never-on-disk"
 PRICE = ModelPrice(input=2.0, cached_input=0.5, output=10.0)

@@ -21,6 +21,7 @@ from pytest_delphyne import layout
 from pytest_delphyne.cache import CacheMissError
 from pytest_delphyne.environment import BUDGET_MESSAGE, LogLevel, call_key
 from pytest_delphyne.plain_data import NOT_PLAIN_DATA_MESSAGE, NotPlainDataError
+from pytest_delphyne.replays import replay
 from pytest_delphyne.results import ResultFileError
 from pytest_delphyne.runtime import (
     RETURNED_VALUES,
@@ -32,7 +33,6 @@ from pytest_delphyne.runtime import (
     RunRecord,
     execute,
     read_result,
-    replay,
 )
 from pytest_delphyne.settings import SETTING_NAMES, RunSettings
 
