@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from pytest_delphyne.selection import SelectionOptions, decide_action
@@ -52,6 +53,12 @@ class RecordedExperiment:
     @property
     def key(self) -> str:
         return self.plan["key"]
+
+    @cached_property
+    def output_dir(self) -> Path:
+        """The experiment's output directory, as the session locked it (anchoring
+        it again for each result would cost a path resolution per config)."""
+        return self.experiment.absolute_output_dir
 
     def params_key(self, name: str) -> str | None:
         """The key of the params config `name` runs with, as planned (`None` for a

@@ -153,9 +153,9 @@ class Recorder:
             return
         name = payload["config"]
         shipped = payload["files"]
-        self.ledger.receive_shipped(exp.experiment.absolute_output_dir, shipped)
+        self.ledger.receive_shipped(exp.output_dir, shipped)
         status: Status = write_shipped_files(
-            exp.experiment.config_dir(name),
+            layout.config_dir(exp.output_dir, name),
             name,
             shipped,
             "failed" if payload["status"] == "failed" else "done",
@@ -245,14 +245,13 @@ class Recorder:
             session.shouldstop = reason
 
     def _ledger_reader(self, exp: RecordedExperiment) -> LedgerReader:
-        return self.ledger.reader(exp.key, exp.experiment.absolute_output_dir)
+        return self.ledger.reader(exp.key, exp.output_dir)
 
     def session_spent(self) -> dict[str, float]:
         """What this session paid for the configs it recorded, by budget field, as
         the experiments' ledgers say (a config in flight counts once it ends)."""
         return self.ledger.paid(
-            (exp.key, exp.experiment.absolute_output_dir)
-            for exp in self.experiments.values()
+            (exp.key, exp.output_dir) for exp in self.experiments.values()
         )
 
     def session_price_paid(self) -> float:
