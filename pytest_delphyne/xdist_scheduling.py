@@ -11,6 +11,7 @@ Imported only when pytest-xdist is installed (by `workers.XdistHooks`).
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from xdist.scheduler import LoadScheduling
@@ -46,7 +47,12 @@ class InFlightLoadScheduling(LoadScheduling):  # type: ignore[misc]
         waiting = len(self.node2pending[node])
         if waiting < self.queued:
             # Twice the need: one message per `queued` items, not one per item.
-            self._send_tests(node, min(2 * self.queued - waiting, len(self.pending)))
+            count = min(2 * self.queued - waiting, len(self.pending))
+            # The worker may have died since its last report (a crash in a config):
+            # its `errordown` event comes next, and `remove_node` puts the items
+            # just assigned to it back in `pending`.
+            with contextlib.suppress(OSError):
+                self._send_tests(node, count)
 
     def schedule(self) -> None:
         first = self.collection is None
