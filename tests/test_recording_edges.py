@@ -7,15 +7,19 @@ from __future__ import annotations
 import errno
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from pytest_delphyne import layout
+from pytest_delphyne import layout, state_store
+from pytest_delphyne.files import atomic_write
 from pytest_delphyne.journal import Journal
 from pytest_delphyne.lock import LOCK_LOST_MESSAGE
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE, STORAGE_ERROR_MESSAGE
 from pytest_delphyne.shipped_files import NO_REPORT_MESSAGE
+
+RED, PLAIN = "\x1b[31m", "\x1b[0m"
 
 EXPERIMENT = """
 import shutil
@@ -66,6 +70,15 @@ def yaml_statuses(out: Path) -> dict[str, str]:
     return {name: info["status"] for name, info in state["configs"].items()}
 
 
+def refusal(out: Path, path: Path) -> str:
+    """The storage error said when the disk refuses a write of `path`."""
+    return STORAGE_ERROR_MESSAGE.format(
+        output_dir=out,
+        error=f"[Errno {errno.ENOSPC}] No space left on device: '{path}'",
+        state_file=out / layout.STATE_FILE,
+    )
+
+
 @pytest.mark.parametrize("stays_full", [False, True], ids=["frees-up", "stays-full"])
 def test_a_refused_journal_write_stops_the_session_and_keeps_what_was_recorded(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, stays_full: bool
@@ -73,43 +86,51 @@ def test_a_refused_journal_write_stops_the_session_and_keeps_what_was_recorded(
     write_experiment(pytester)
     out = pytester.path / "out"
     append = Journal.append
-    refused: list[int] = []
 
-    # The disk fills up once x1 is recorded: x2's entry is refused (and, when the
-    # disk stays full, the interruption entries written at session end as well).
+    # The disk fills up once x1 is recorded: x2's entry is refused.
     def full_after_one(self: Journal, update: object) -> None:
-        if calls(pytester) == [1] or (refused and not stays_full):
+        if calls(pytester) == [1]:
             append(self, update)  # type: ignore[arg-type]
             return
-        refused.append(1)
         raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
 
+    # When it stays full, the state file written at session end is refused too.
+    def full(path: Path, *args: Any, **kwargs: Any) -> None:
+        if calls(pytester) != [1, 2]:
+            atomic_write(path, *args, **kwargs)
+            return
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
     monkeypatch.setattr(Journal, "append", full_after_one)
-    result = pytester.runpytest("--delphyne-exp=exp.py", "-p", "no:randomly")
+    if stays_full:
+        monkeypatch.setattr(state_store, "atomic_write", full)
+    result = pytester.runpytest(
+        "--delphyne-exp=exp.py", "-p", "no:randomly", "--color=yes"
+    )
     monkeypatch.setattr(Journal, "append", append)
+    monkeypatch.setattr(state_store, "atomic_write", atomic_write)
     output = result.stdout.str()
 
-    message = STORAGE_ERROR_MESSAGE.format(
-        output_dir=out,
-        error=f"[Errno {errno.ENOSPC}] No space left on device: "
-        f"'{out / layout.JOURNAL_FILE}'",
-        state_file=out / layout.STATE_FILE,
-    )
     assert "INTERNALERROR" not in output, output
-    # A line of its own, once, in the delphyne section (pytest's own "Interrupted"
-    # line quotes it as well), and the session stopped before x3.
+    # A red line of its own in the delphyne section (pytest's own "Interrupted" line
+    # quotes the first refusal as well), the last one only, and said once; the
+    # session stopped before x3.
+    journal_refused = refusal(out, out / layout.JOURNAL_FILE)
+    said = refusal(out, out / layout.STATE_FILE) if stays_full else journal_refused
     lines = result.stdout.lines
-    assert lines.count(message) == 1, output
-    assert lines.index(message) > lines.index(
+    assert lines.count(f"{RED}{said}{PLAIN}") == 1, output
+    assert lines.index(f"{RED}{said}{PLAIN}") > lines.index(
         next(line for line in lines if " delphyne " in line)
     )
-    assert f"! Interrupted: {message} !" in lines
+    assert (f"{RED}{journal_refused}{PLAIN}" in lines) is not stays_full, output
+    assert f"! Interrupted: {journal_refused} !" in output, output
     assert calls(pytester) == [1, 2]
     state_path = (out / layout.STATE_FILE).relative_to(pytester.path)
     assert STATE_SAVED_MESSAGE.format(path=state_path) in output, output
-    if not stays_full:
-        # x2 paid and ran, but its result was not recorded: todo, to run again.
-        assert yaml_statuses(out) == {"x1": "done", "x2": "todo", "x3": "todo"}
+    # x2 paid and ran, but its result was not recorded: todo, to run again; x1's
+    # entry, when the state could not be written, is in the journal.
+    first = {"x1": "done", "x2": "todo", "x3": "todo"}
+    assert yaml_statuses(out) == (first | {"x1": "todo"} if stays_full else first)
     # Room made: --lf runs x3 only; x2's result, written before the refusal, is
     # recorded from its file rather than paid for again.
     (pytester.path / "calls.txt").unlink()
