@@ -232,3 +232,30 @@ def test_a_fixture_failing_at_teardown_leaves_its_done_config_done(
     assert not (layout.config_dir(out, "x2") / layout.EXCEPTION_FILE).exists()
     assert "state saved" not in result.stdout.str()
     assert (out / layout.SUMMARY_FILE).exists()
+
+
+def test_a_refused_write_names_the_output_directory_it_was_for(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_experiment(pytester)
+    pytester.makepyfile(
+        other=EXPERIMENT.replace("AT_X2", "pass").replace('"out"', '"other"')
+    )
+    append = Journal.append
+
+    # Only the disk of `other/` is full.
+    def other_full(self: Journal, update: object) -> None:
+        if self.path.parent.name != "other":
+            append(self, update)  # type: ignore[arg-type]
+            return
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(Journal, "append", other_full)
+    result = pytester.runpytest(
+        "--delphyne-exp=exp.py", "--delphyne-exp=other.py", "-p", "no:randomly"
+    )
+    other = pytester.path / "other"
+    assert refusal(other, other / layout.JOURNAL_FILE) in result.stdout.lines, (
+        result.stdout.str()
+    )
+    assert yaml_statuses(pytester.path / "out") == {f"x{x}": "done" for x in (1, 2, 3)}
