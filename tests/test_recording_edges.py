@@ -259,3 +259,23 @@ def test_a_refused_write_names_the_output_directory_it_was_for(
         result.stdout.str()
     )
     assert yaml_statuses(pytester.path / "out") == {f"x{x}": "done" for x in (1, 2, 3)}
+
+
+def test_a_session_that_changed_nothing_leaves_the_summary_as_it_is(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    summary = pytester.path / "out" / layout.SUMMARY_FILE
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=3)
+    # One the reference launcher wrote, say, with a column of its own.
+    summary.write_text(summary.read_text() + "# written elsewhere\n")
+    kept = summary.read_text()
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(skipped=3)
+    assert summary.read_text() == kept
+    # Without one, a session with every config done writes it, though it ran none.
+    summary.unlink()
+    again = pytester.runpytest("--delphyne-exp=exp.py")
+    again.assert_outcomes(skipped=3)
+    assert summary.read_text() != kept
+    assert "x1" in summary.read_text()
+    assert "  summary: out/results_summary.csv" in again.stdout.lines
