@@ -279,3 +279,33 @@ def test_a_session_that_changed_nothing_leaves_the_summary_as_it_is(
     assert summary.read_text() != kept
     assert "x1" in summary.read_text()
     assert "  summary: out/results_summary.csv" in again.stdout.lines
+
+
+def test_the_result_payload_leaves_the_report_before_other_plugins_read_it(
+    pytester: pytest.Pytester,
+) -> None:
+    # A report writer such as pytest-reportlog writes every report's properties:
+    # the payload (a whole result, files included) is the recorder's alone.
+    write_experiment(pytester)
+    pytester.makeconftest(
+        textwrap.dedent(
+            """
+            import pytest
+
+            SEEN = []
+
+            @pytest.hookimpl(trylast=True)
+            def pytest_runtest_logreport(report):
+                SEEN.append((report.when, [name for name, _ in report.user_properties]))
+
+            def pytest_terminal_summary(terminalreporter):
+                for when, names in SEEN:
+                    if when == "call":
+                        terminalreporter.write_line(f"call properties: {names}")
+            """
+        )
+    )
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.assert_outcomes(passed=3)
+    seen = [line for line in result.stdout.lines if line.startswith("call properties")]
+    assert seen == ["call properties: []"] * 3, result.stdout.str()
