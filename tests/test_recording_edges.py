@@ -34,6 +34,7 @@ HERE = Path(__file__).parent
 def program(env, x):
     with (HERE / "calls.txt").open("a") as calls:
         calls.write(f"{x}\\n")
+    env.spend(price=0.5, num_requests=1)
     if x == 2:
         AT_X2
     return Outcome(success=True, values=[x])
@@ -309,3 +310,18 @@ def test_the_result_payload_leaves_the_report_before_other_plugins_read_it(
     result.assert_outcomes(passed=3)
     seen = [line for line in result.stdout.lines if line.startswith("call properties")]
     assert seen == ["call properties: []"] * 3, result.stdout.str()
+
+
+def test_the_spend_cap_stops_the_session_once_reached_exactly(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    result = pytester.runpytest("--delphyne-exp=exp.py", "--delphyne-max-price=1.0")
+    result.assert_outcomes(passed=2)
+    assert calls(pytester) == [1, 2]
+    assert "delphyne: session spend cap of 1.0 reached" in result.stdout.str()
+    assert yaml_statuses(pytester.path / "out") == {
+        "x1": "done",
+        "x2": "done",
+        "x3": "todo",
+    }
