@@ -23,6 +23,7 @@ that a load finds the failure on disk as it finds a result (`recovery.py`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -85,12 +86,9 @@ def write_result(directory: Path, result: RecordedResult) -> None:
         NotPlainDataError: the params are not plain data.
     """
     data = {
-        "config_name": result.config_name,
-        "params": plain_copy(
-            dict(result.params), f"the params of config {result.config_name}"
+        **_run_header(
+            result.config_name, result.params, result.start_time, result.end_time
         ),
-        "start_time": result.start_time,
-        "end_time": result.end_time,
         "duration": result.duration,
         "outcome": {
             "result": {
@@ -110,6 +108,40 @@ def write_result(directory: Path, result: RecordedResult) -> None:
     atomic_write(directory / layout.RESULT_FILE, text, durable=False)
 
 
+def _run_header(
+    config_name: str | None,
+    params: Mapping[str, Any],
+    start_time: datetime | None,
+    end_time: datetime | None,
+) -> dict[str, Any]:
+    """What `result.yaml` and `failure.yaml` both begin with: the run's config."""
+    return {
+        "config_name": config_name,
+        "params": plain_copy(dict(params), f"the params of config {config_name}"),
+        "start_time": start_time,
+        "end_time": end_time,
+    }
+
+
+def _read_yaml(path: Path) -> Any:
+    """The data of a config's result or failure file.
+
+    Raises:
+        ResultFileError: missing (`missing` True) or not YAML, naming the file.
+    """
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ResultFileError(path, NO_RESULT_PROBLEM, missing=True) from None
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as error:
+        problem = f"corrupt YAML: {error}"
+        raise ResultFileError(
+            path, NOT_A_RESULT_PROBLEM.format(problem=problem)
+        ) from None
+
+
 def read_result(directory: Path) -> RecordedResult:
     """Read the `result.yaml` of a config's directory.
 
@@ -118,17 +150,7 @@ def read_result(directory: Path) -> RecordedResult:
             the expected keys, naming the file and what is wrong.
     """
     path = Path(directory) / layout.RESULT_FILE
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ResultFileError(path, NO_RESULT_PROBLEM, missing=True) from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as error:
-        problem = f"corrupt YAML: {error}"
-        raise ResultFileError(
-            path, NOT_A_RESULT_PROBLEM.format(problem=problem)
-        ) from None
+    data = _read_yaml(path)
     outcome = data.get("outcome") if isinstance(data, dict) else None
     result = outcome.get("result") if isinstance(outcome, dict) else None
     if not isinstance(result, dict):
@@ -166,14 +188,9 @@ def write_failure(directory: Path, failure: RecordedFailure) -> None:
     Raises:
         NotPlainDataError: the params are not plain data.
     """
-    data = {
-        "config_name": failure.config_name,
-        "params": plain_copy(
-            dict(failure.params), f"the params of config {failure.config_name}"
-        ),
-        "start_time": failure.start_time,
-        "end_time": failure.end_time,
-    }
+    data = _run_header(
+        failure.config_name, failure.params, failure.start_time, failure.end_time
+    )
     atomic_write(directory / layout.FAILURE_FILE, dump_yaml(data), durable=False)
 
 
@@ -184,17 +201,7 @@ def read_failure(directory: Path) -> RecordedFailure:
         ResultFileError: missing (`missing` True), corrupt or incomplete.
     """
     path = Path(directory) / layout.FAILURE_FILE
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise ResultFileError(path, NO_RESULT_PROBLEM, missing=True) from None
-    try:
-        data = load_yaml(text)
-    except yaml.YAMLError as error:
-        problem = f"corrupt YAML: {error}"
-        raise ResultFileError(
-            path, NOT_A_RESULT_PROBLEM.format(problem=problem)
-        ) from None
+    data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ResultFileError(path, NOT_A_RESULT_PROBLEM.format(problem="no mapping"))
     name, params = data.get("config_name"), data.get("params")
