@@ -45,7 +45,7 @@ from pytest_delphyne.wire import (
 from pytest_delphyne.wording import shown_path
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Generator
 
     from pytest_delphyne.concurrency import UnfinishedConfig
     from pytest_delphyne.workers import XdistHooks
@@ -100,7 +100,6 @@ class Recorder:
         self.interrupted = False
         self.storage_error: str | None = None
         self.sigint = SigintGuard(on_stop_after_saving=self._say_saved)
-        self._said_saved = False
 
     @pytest.hookimpl
     def pytest_runtest_logstart(self, nodeid: str) -> None:
@@ -265,8 +264,7 @@ class Recorder:
 
     def _say_saved(self) -> None:
         terminalreporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if terminalreporter is not None and not self._said_saved:
-            self._said_saved = True
+        if terminalreporter is not None:
             for exp in self.experiments.values():
                 message = self._saved_message(exp)
                 if message is not None:
@@ -295,16 +293,19 @@ class Recorder:
         self.interrupted = True
         self.sigint.stopping = True
 
-    @pytest.hookimpl(tryfirst=True, specname="pytest_sessionfinish")
-    def pytest_sessionfinish_before_the_reports(self) -> None:
-        # Before junitxml writes its file (its sessionfinish runs before this
-        # recorder's): the events still queued count in every report.
+    @pytest.hookimpl(wrapper=True, specname="pytest_sessionfinish")
+    def pytest_sessionfinish_around_the_others(self) -> Generator[None]:
+        # Around every plugin's sessionfinish. A Ctrl-C from here on waits for the
+        # state to be saved: one in xdist's wait for its workers, or in junitxml's
+        # write, would stop pytest before this recorder saves. And before junitxml
+        # writes its file: the events still queued count in every report.
+        self.sigint.stopping = True
         with sigint_deferred():
             self._catch_up_with_workers()
+        return (yield)
 
     @pytest.hookimpl
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        self.sigint.stopping = True
         if session.shouldfail or session.shouldstop:
             # -x, --maxfail or the spend cap, without xdist (with xdist they arrive
             # as an interruption).
@@ -391,6 +392,6 @@ class Recorder:
             if self.storage_error is not None and not exp.problems:
                 write(self.storage_error, red=True)
             message = self._saved_message(exp)
-            if message is not None and not self._said_saved:
+            if message is not None:
                 write(message)
         self.sigint.restore()

@@ -147,9 +147,8 @@ def test_ctrl_c_leaves_running_configs_todo_with_their_interruption_time(
     output, _ = process.communicate(timeout=120)
 
     state_path = pytester.path / "out" / layout.STATE_FILE
-    assert (
-        STATE_SAVED_MESSAGE.format(path=state_path.relative_to(pytester.path)) in output
-    ), output
+    saved = STATE_SAVED_MESSAGE.format(path=state_path.relative_to(pytester.path))
+    assert output.count(saved) == 1, output
     assert "INTERNALERROR" not in output, output
     configs = yaml.safe_load(state_path.read_text())["configs"]
     assert configs["x1"]["status"] == "done"
@@ -326,3 +325,59 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(
     (pytester.path / "exp.py").write_text(source.replace("time.sleep(600)", "pass"))
     resumed = pytester.runpytest_subprocess("--delphyne-exp=exp.py")
     resumed.assert_outcomes(passed=3, skipped=1)
+
+
+# A Ctrl-C that comes as the session ends, before the recorder's save: in another
+# plugin's sessionfinish, or while xdist waits for its workers to end.
+CTRL_C_AS_THE_SESSION_ENDS = """
+import os
+import signal
+
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):
+        return
+    dsession = session.config.pluginmanager.get_plugin("dsession")
+    if dsession is None:
+        os.kill(os.getpid(), signal.SIGINT)
+        return
+    teardown = dsession.nodemanager.teardown_nodes
+
+    def teardown_nodes():
+        os.kill(os.getpid(), signal.SIGINT)
+        teardown()
+
+    dsession.nodemanager.teardown_nodes = teardown_nodes
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_a_ctrl_c_as_the_session_ends_waits_for_the_state_to_be_saved(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 4:"))
+    pytester.makeconftest(CTRL_C_AS_THE_SESSION_ENDS)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-p", "no:cacheprovider", *workers, timeout=120
+    )
+    output = result.stdout.str() + result.stderr.str()
+    # The Ctrl-C still stops pytest, once the state is saved.
+    assert result.ret != pytest.ExitCode.OK, output
+    assert "KeyboardInterrupt" in output, output
+    out = pytester.path / "out"
+    configs = yaml.safe_load((out / layout.STATE_FILE).read_text())["configs"]
+    assert {name: info["status"] for name, info in configs.items()} == {
+        "x1": "done",
+        "x2": "done",
+        "x3": "done",
+        "x4": "done",
+    }
+    # Saved in full: the journal folded, the summary written.
+    assert not (out / layout.JOURNAL_FILE).exists(), output
+    summary = layout.summary_file_path(out).read_text().splitlines()
+    assert len(summary) == 5, output
+    # Every config ran: there is no interruption to speak of.
+    assert "state saved" not in output, output

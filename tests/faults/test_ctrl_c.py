@@ -73,7 +73,7 @@ def interrupt(
 
     state_path = out / layout.STATE_FILE
     shown = state_path.relative_to(pytester.path)
-    assert STATE_SAVED_MESSAGE.format(path=shown) in output, output
+    assert output.count(STATE_SAVED_MESSAGE.format(path=shown)) == 1, output
     # Folded: experiment.yaml alone holds the state.
     assert not (out / layout.JOURNAL_FILE).exists()
     configs = state_configs(out)
