@@ -381,3 +381,39 @@ def test_a_ctrl_c_as_the_session_ends_waits_for_the_state_to_be_saved(
     assert len(summary) == 5, output
     # Every config ran: there is no interruption to speak of.
     assert "state saved" not in output, output
+
+
+# A Ctrl-C once the state is saved, before pytest writes its summary: in the
+# sessionfinish of a plugin that runs after the recorder's.
+CTRL_C_AFTER_THE_SAVE = """
+import os
+import signal
+
+import pytest
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session):
+    if not hasattr(session.config, "workerinput"):
+        os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["no-xdist", "xdist"])
+def test_a_ctrl_c_once_the_state_is_saved_stops_pytest_at_once(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 4:"))
+    pytester.makeconftest(CTRL_C_AFTER_THE_SAVE)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-p", "no:cacheprovider", *workers, timeout=120
+    )
+    output = result.stdout.str() + result.stderr.str()
+    assert result.ret != pytest.ExitCode.OK, output
+    assert "KeyboardInterrupt" in output, output
+    # Stopped where it was: the summary's last line never came.
+    assert not [line for line in result.stdout.lines if " passed in " in line], output
+    out = pytester.path / "out"
+    configs = yaml.safe_load((out / layout.STATE_FILE).read_text())["configs"]
+    assert {info["status"] for info in configs.values()} == {"done"}
+    assert not (out / layout.JOURNAL_FILE).exists(), output

@@ -282,34 +282,50 @@ def test_a_session_that_changed_nothing_leaves_the_summary_as_it_is(
     assert "  summary: out/results_summary.csv" in again.stdout.lines
 
 
+# Who reads the reports: a conftest's hook (its plugin registered before the
+# recorder), or a plugin registered at configure after it, as pytest-reportlog and
+# junitxml register theirs; a plain hook of the latter runs before the recorder's.
+REPORT_READERS = {
+    "conftest-hook": """
+        @pytest.hookimpl(trylast=True)
+        def pytest_runtest_logreport(report):
+            SEEN.append((report.when, [name for name, _ in report.user_properties]))
+    """,
+    "plugin-registered-after": """
+        class ReportReader:
+            def pytest_runtest_logreport(self, report):
+                SEEN.append((report.when, [name for name, _ in report.user_properties]))
+
+        @pytest.hookimpl(trylast=True)
+        def pytest_configure(config):
+            config.pluginmanager.register(ReportReader(), "report-reader")
+    """,
+}
+
+
+@pytest.mark.parametrize("reader", sorted(REPORT_READERS))
 def test_the_result_payload_leaves_the_report_before_other_plugins_read_it(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, reader: str
 ) -> None:
     # A report writer such as pytest-reportlog writes every report's properties:
     # the payload (a whole result, files included) is the recorder's alone.
     write_experiment(pytester)
     pytester.makeconftest(
-        textwrap.dedent(
+        "import pytest\n\nSEEN = []\n"
+        + textwrap.dedent(REPORT_READERS[reader])
+        + textwrap.dedent(
             """
-            import pytest
-
-            SEEN = []
-
-            @pytest.hookimpl(trylast=True)
-            def pytest_runtest_logreport(report):
-                SEEN.append((report.when, [name for name, _ in report.user_properties]))
-
             def pytest_terminal_summary(terminalreporter):
                 for when, names in SEEN:
-                    if when == "call":
-                        terminalreporter.write_line(f"call properties: {names}")
+                    terminalreporter.write_line(f"{when} properties: {names}")
             """
         )
     )
     result = pytester.runpytest("--delphyne-exp=exp.py")
     result.assert_outcomes(passed=3)
-    seen = [line for line in result.stdout.lines if line.startswith("call properties")]
-    assert seen == ["call properties: []"] * 3, result.stdout.str()
+    seen = [line for line in result.stdout.lines if " properties: " in line]
+    assert len(seen) == 9, result.stdout.str()
+    assert [line for line in seen if "delphyne" in line] == [], result.stdout.str()
 
 
 def test_the_spend_cap_stops_the_session_once_reached_exactly(
