@@ -335,6 +335,9 @@ import signal
 
 import pytest
 
+# As a terminal starts pytest: a shell's background job gets SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):
@@ -390,6 +393,9 @@ import os
 import signal
 
 import pytest
+
+# As a terminal starts pytest: a shell's background job gets SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(trylast=True)
