@@ -63,6 +63,7 @@ class ModuleReport:
     killed: list[Mutant] = field(default_factory=list)
     survived: list[Mutant] = field(default_factory=list)
     equivalent: list[tuple[Mutant, str]] = field(default_factory=list)
+    minutes: float = 0.0
 
 
 def load_equivalents() -> list[dict[str, str]]:
@@ -130,6 +131,7 @@ def cosmic_ray_config(
 def run_module(
     module: str, tests: list[str], scope: dict[str, Any], work: Path
 ) -> ModuleReport:
+    begun = time.monotonic()
     project = work / "project"
     copy_project(project)
     temporary = work / "tmp"
@@ -184,7 +186,9 @@ def run_module(
         text=True,
         check=True,
     ).stdout
-    return classify(module, dump, load_equivalents())
+    report = classify(module, dump, load_equivalents())
+    report.minutes = (time.monotonic() - begun) / 60
+    return report
 
 
 def classify(module: str, dump: str, equivalents: list[dict[str, str]]) -> ModuleReport:
@@ -249,12 +253,16 @@ def score(killed: int, survived: int) -> float:
 
 
 def print_reports(reports: list[ModuleReport]) -> float:
-    print(f"{'module':40} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv':>5}")
+    print(
+        f"{'module':40} {'mutants':>7} {'killed':>6} {'survived':>8} {'equiv':>5} "
+        f"{'minutes':>7}"
+    )
     for report in reports:
         total = len(report.killed) + len(report.survived) + len(report.equivalent)
         print(
             f"{report.module:40} {total:7} {len(report.killed):6} "
-            f"{len(report.survived):8} {len(report.equivalent):5}"
+            f"{len(report.survived):8} {len(report.equivalent):5} "
+            f"{report.minutes:7.1f}"
         )
     killed = sum(len(report.killed) for report in reports)
     survived = sum(len(report.survived) for report in reports)
@@ -295,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         if not modules:
             print(f"no module of {SCOPE_FILE.name} changed since {args.changed_since}")
             return 0
+    started = time.monotonic()
     with (
         tempfile.TemporaryDirectory(prefix="mutants-", dir=scratch_root()) as scratch,
         concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool,
@@ -307,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         reports = [future.result() for future in futures]
     result = print_reports(reports)
+    minutes = (time.monotonic() - started) / 60
+    print(f"\n{len(reports)} modules in {minutes:.1f} minutes")
     survived = any(report.survived for report in reports)
     return 1 if survived or result < args.min_score else 0
 

@@ -423,3 +423,38 @@ def test_a_ctrl_c_once_the_state_is_saved_stops_pytest_at_once(
     configs = yaml.safe_load((out / layout.STATE_FILE).read_text())["configs"]
     assert {info["status"] for info in configs.values()} == {"done"}
     assert not (out / layout.JOURNAL_FILE).exists(), output
+
+
+# A Ctrl-C between two configs: x1 reported, x2 not started.
+CTRL_C_BETWEEN_TWO_CONFIGS = """
+import os
+import signal
+
+# As a terminal starts pytest: a shell's background job gets SIGINT ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def pytest_runtest_logfinish(nodeid):
+    if nodeid.endswith("[x1]"):
+        os.kill(os.getpid(), signal.SIGINT)
+"""
+
+
+def test_a_ctrl_c_between_two_configs_says_the_state_was_saved(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 4:"))
+    pytester.makeconftest(CTRL_C_BETWEEN_TWO_CONFIGS)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-p", "no:cacheprovider", timeout=120
+    )
+    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    state_path = pytester.path / "out" / layout.STATE_FILE
+    saved = STATE_SAVED_MESSAGE.format(path=state_path.relative_to(pytester.path))
+    assert result.stdout.str().count(saved) == 1, result.stdout.str()
+    configs = yaml.safe_load(state_path.read_text())["configs"]
+    assert configs["x1"]["status"] == "done"
+    for name in ("x2", "x3", "x4"):
+        assert configs[name]["status"] == "todo"
+        assert configs[name]["start_time"] is None
+        assert configs[name]["interruption_time"] is None

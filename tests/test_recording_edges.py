@@ -206,6 +206,46 @@ def test_a_fixture_failing_at_setup_fails_its_config_and_says_why(
     assert calls(pytester) == [1, 3]
 
 
+FAILING_SETUP = """
+def pytest_runtest_setup(item):
+    if item.nodeid == "FAILING":
+        raise RuntimeError("no GPU for " + item.nodeid)
+"""
+
+
+def test_a_setup_error_after_a_config_done_earlier_fails_its_config(
+    pytester: pytest.Pytester,
+) -> None:
+    # x1, done by an earlier session, is not run again: the configs after it are.
+    write_experiment(pytester)
+    out = pytester.path / "out"
+    pytester.runpytest("--delphyne-exp=exp.py", "-k", "x1").assert_outcomes(passed=1)
+    pytester.makeconftest(FAILING_SETUP.replace("FAILING", "exp.py::experiment[x2]"))
+    result = pytester.runpytest("--delphyne-exp=exp.py")
+    result.assert_outcomes(passed=1, skipped=1, errors=1)
+    assert yaml_statuses(out) == {"x1": "done", "x2": "failed", "x3": "done"}
+
+
+def test_a_setup_error_fails_the_config_of_its_own_file_where_names_repeat(
+    pytester: pytest.Pytester,
+) -> None:
+    # Two experiment files with the same item names: a report without a result is
+    # the config of the file its node id names.
+    for name in ("a", "b"):
+        source = EXPERIMENT.replace("AT_X2", "pass")
+        pytester.makepyfile(
+            **{name: source.replace('output_dir="out"', f'output_dir="out_{name}"')}
+        )
+    pytester.makeconftest(FAILING_SETUP.replace("FAILING", "b.py::experiment[x2]"))
+    result = pytester.runpytest("--delphyne-exp=a.py", "--delphyne-exp=b.py")
+    result.assert_outcomes(passed=5, errors=1)
+    done = {"x1": "done", "x2": "done", "x3": "done"}
+    assert yaml_statuses(pytester.path / "out_a") == done
+    assert yaml_statuses(pytester.path / "out_b") == {**done, "x2": "failed"}
+    exception = layout.config_dir(pytester.path / "out_b", "x2") / layout.EXCEPTION_FILE
+    assert "no GPU for b.py::experiment[x2]" in exception.read_text()
+
+
 def test_a_fixture_failing_at_teardown_leaves_its_done_config_done(
     pytester: pytest.Pytester,
 ) -> None:

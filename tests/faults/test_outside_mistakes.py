@@ -247,3 +247,17 @@ def test_editing_a_todo_config_during_a_run_records_no_result_under_new_params(
     }
     records = [update.name for update in read_journal(out / layout.JOURNAL_FILE)]
     assert "x6" in records  # kept, never lost
+
+    # The person makes the code say what the state says. The next run applies the
+    # journal over the edit, but not x6's record, made under other params: x6 runs
+    # again, with x=60.
+    source = (pytester.path / "exp.py").read_text()
+    assert "range(8)" in source
+    (pytester.path / "exp.py").write_text(
+        source.replace("range(8)", "[0, 1, 2, 3, 4, 5, 60, 7]")
+    )
+    resumed = run(pytester.path, "-p", "no:cacheprovider")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert paid_calls(pytester.path)["x60"] == 1
+    assert "x: 60\n" in layout.result_file_path(out, "x6").read_text()
+    assert yaml.safe_load(state_file.read_text())["configs"]["x6"]["status"] == "done"
