@@ -327,18 +327,36 @@ def test_a_second_run_is_refused_while_the_first_holds_the_lock(
     resumed.assert_outcomes(passed=3, skipped=1)
 
 
-# A Ctrl-C that comes as the session ends, before the recorder's save: in another
-# plugin's sessionfinish, or while xdist waits for its workers to end.
-CTRL_C_AS_THE_SESSION_ENDS = """
+# The start of each conftest below, which sends a Ctrl-C at a chosen moment. As a
+# terminal starts pytest: a shell's background job would get SIGINT ignored.
+CTRL_C_CONFTEST = """
 import os
 import signal
 
 import pytest
 
-# As a terminal starts pytest: a shell's background job gets SIGINT ignored.
 signal.signal(signal.SIGINT, signal.default_int_handler)
+"""
 
 
+def run_with_ctrl_c_from(
+    pytester: pytest.Pytester, hooks: str, *args: str
+) -> tuple[pytest.RunResult, str, dict[str, dict[str, Any]]]:
+    """A run of four configs that finish at once, with a conftest of `hooks` that
+    sends a Ctrl-C; the run, its output and the state's configs."""
+    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 4:"))
+    pytester.makeconftest(CTRL_C_CONFTEST + hooks)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py", "-p", "no:cacheprovider", *args, timeout=120
+    )
+    output = result.stdout.str() + result.stderr.str()
+    state = yaml.safe_load((pytester.path / "out" / layout.STATE_FILE).read_text())
+    return result, output, state["configs"]
+
+
+# As the session ends, before the recorder's save: in another plugin's
+# sessionfinish, or while xdist waits for its workers to end.
+CTRL_C_AS_THE_SESSION_ENDS = """
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):
     if hasattr(session.config, "workerinput"):
@@ -361,17 +379,12 @@ def pytest_sessionfinish(session):
 def test_a_ctrl_c_as_the_session_ends_waits_for_the_state_to_be_saved(
     pytester: pytest.Pytester, workers: list[str]
 ) -> None:
-    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 4:"))
-    pytester.makeconftest(CTRL_C_AS_THE_SESSION_ENDS)
-    result = pytester.runpytest_subprocess(
-        "--delphyne-exp=exp.py", "-p", "no:cacheprovider", *workers, timeout=120
+    result, output, configs = run_with_ctrl_c_from(
+        pytester, CTRL_C_AS_THE_SESSION_ENDS, *workers
     )
-    output = result.stdout.str() + result.stderr.str()
     # The Ctrl-C still stops pytest, once the state is saved.
     assert result.ret != pytest.ExitCode.OK, output
     assert "KeyboardInterrupt" in output, output
-    out = pytester.path / "out"
-    configs = yaml.safe_load((out / layout.STATE_FILE).read_text())["configs"]
     assert {name: info["status"] for name, info in configs.items()} == {
         "x1": "done",
         "x2": "done",
@@ -379,6 +392,7 @@ def test_a_ctrl_c_as_the_session_ends_waits_for_the_state_to_be_saved(
         "x4": "done",
     }
     # Saved in full: the journal folded, the summary written.
+    out = pytester.path / "out"
     assert not (out / layout.JOURNAL_FILE).exists(), output
     summary = layout.summary_file_path(out).read_text().splitlines()
     assert len(summary) == 5, output
@@ -386,18 +400,9 @@ def test_a_ctrl_c_as_the_session_ends_waits_for_the_state_to_be_saved(
     assert "state saved" not in output, output
 
 
-# A Ctrl-C once the state is saved, before pytest writes its summary: in the
-# sessionfinish of a plugin that runs after the recorder's.
+# Once the state is saved, before pytest writes its summary: in the sessionfinish
+# of a plugin that runs after the recorder's.
 CTRL_C_AFTER_THE_SAVE = """
-import os
-import signal
-
-import pytest
-
-# As a terminal starts pytest: a shell's background job gets SIGINT ignored.
-signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session):
     if not hasattr(session.config, "workerinput"):
@@ -409,31 +414,19 @@ def pytest_sessionfinish(session):
 def test_a_ctrl_c_once_the_state_is_saved_stops_pytest_at_once(
     pytester: pytest.Pytester, workers: list[str]
 ) -> None:
-    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 4:"))
-    pytester.makeconftest(CTRL_C_AFTER_THE_SAVE)
-    result = pytester.runpytest_subprocess(
-        "--delphyne-exp=exp.py", "-p", "no:cacheprovider", *workers, timeout=120
+    result, output, configs = run_with_ctrl_c_from(
+        pytester, CTRL_C_AFTER_THE_SAVE, *workers
     )
-    output = result.stdout.str() + result.stderr.str()
     assert result.ret != pytest.ExitCode.OK, output
     assert "KeyboardInterrupt" in output, output
     # Stopped where it was: the summary's last line never came.
     assert not [line for line in result.stdout.lines if " passed in " in line], output
-    out = pytester.path / "out"
-    configs = yaml.safe_load((out / layout.STATE_FILE).read_text())["configs"]
     assert {info["status"] for info in configs.values()} == {"done"}
-    assert not (out / layout.JOURNAL_FILE).exists(), output
+    assert not (pytester.path / "out" / layout.JOURNAL_FILE).exists(), output
 
 
-# A Ctrl-C between two configs: x1 reported, x2 not started.
+# Between two configs: x1 reported, x2 not started.
 CTRL_C_BETWEEN_TWO_CONFIGS = """
-import os
-import signal
-
-# As a terminal starts pytest: a shell's background job gets SIGINT ignored.
-signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
 def pytest_runtest_logfinish(nodeid):
     if nodeid.endswith("[x1]"):
         os.kill(os.getpid(), signal.SIGINT)
@@ -443,16 +436,11 @@ def pytest_runtest_logfinish(nodeid):
 def test_a_ctrl_c_between_two_configs_says_the_state_was_saved(
     pytester: pytest.Pytester,
 ) -> None:
-    pytester.makepyfile(exp=EXPERIMENT.replace("if x > 1:", "if x > 4:"))
-    pytester.makeconftest(CTRL_C_BETWEEN_TWO_CONFIGS)
-    result = pytester.runpytest_subprocess(
-        "--delphyne-exp=exp.py", "-p", "no:cacheprovider", timeout=120
-    )
-    assert result.ret == pytest.ExitCode.INTERRUPTED, result.stdout.str()
+    result, output, configs = run_with_ctrl_c_from(pytester, CTRL_C_BETWEEN_TWO_CONFIGS)
+    assert result.ret == pytest.ExitCode.INTERRUPTED, output
     state_path = pytester.path / "out" / layout.STATE_FILE
     saved = STATE_SAVED_MESSAGE.format(path=state_path.relative_to(pytester.path))
-    assert result.stdout.str().count(saved) == 1, result.stdout.str()
-    configs = yaml.safe_load(state_path.read_text())["configs"]
+    assert result.stdout.str().count(saved) == 1, output
     assert configs["x1"]["status"] == "done"
     for name in ("x2", "x3", "x4"):
         assert configs[name]["status"] == "todo"
