@@ -46,6 +46,9 @@ from pytest_delphyne.ledger import read_payments, total_paid
 from pytest_delphyne.runtime import ResultFileError, read_result
 
 CONFIGS = 8
+# A person adds configs to the experiment file, a few at a time, up to this many.
+MOST_CONFIGS = 40
+MORE_CONFIGS = 4
 DELAY = 0.05
 QUICK = settings(
     max_examples=2,
@@ -82,7 +85,8 @@ class RunsAndMistakes(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.directory = Path(tempfile.mkdtemp(prefix="delphyne-stateful-"))
-        (self.directory / "exp.py").write_text(paying_experiment(CONFIGS, DELAY))
+        self.configs = CONFIGS
+        (self.directory / "exp.py").write_text(paying_experiment(self.configs, DELAY))
         self.out = self.directory / "out"
         # Calls recorded in a cache: none may be paid again.
         self.recorded: set[str] = set()
@@ -93,7 +97,27 @@ class RunsAndMistakes(RuleBasedStateMachine):
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def _start(self, workers: tuple[str, ...]) -> subprocess.Popen[str]:
+        """A run to interrupt, with configs to pay for: once every call is paid, a
+        person adds configs to the grid, as between two sessions of an experiment
+        (else most sequences would soon have nothing left to interrupt)."""
+        if self._unpaid() == 0 and self.configs < MOST_CONFIGS:
+            added = min(MORE_CONFIGS, MOST_CONFIGS - self.configs)
+            self.configs += added
+            (self.directory / "exp.py").write_text(
+                paying_experiment(self.configs, DELAY)
+            )
+            measured["configs added"] += added
         return start(self.directory, *workers, "-p", "no:cacheprovider")
+
+    def _unpaid(self) -> int:
+        return self.configs - len(cached_calls(self.out))
+
+    def _moment(self, after: int) -> int:
+        """The drawn moment, as a payment that will come: a run pays only for the
+        calls no cache holds, and a moment past the last of them would find the
+        run ended (a kill, a stall or a Ctrl-C drawn there would try nothing)."""
+        unpaid = self._unpaid()
+        return 1 + (after - 1) % unpaid if unpaid > 0 else after
 
     def _wait_for_payments(self, process: subprocess.Popen[str], count: int) -> None:
         # Moments are counted in payments the ledger holds, not in the side file's
@@ -101,6 +125,7 @@ class RunsAndMistakes(RuleBasedStateMachine):
         # answer and its ledger line, which no record written after the answer
         # can cover (README, Reliability).
         before = len(read_payments(self.out))
+        count = self._moment(count)
         wait_for(
             lambda: (
                 len(read_payments(self.out)) >= before + count
@@ -200,16 +225,21 @@ class RunsAndMistakes(RuleBasedStateMachine):
         paid_twice = [name for name in self.recorded if paid[name] > 1]
         measured["calls paid twice"] += len(paid_twice)
         assert paid_twice == []
-        self.recorded |= cached_calls(self.out)
+        cached = cached_calls(self.out)
+        self.recorded |= cached
 
         ledger = total_paid(read_payments(self.out))
         measured["totals off"] += int(abs(ledger.get("num_requests", 0) - paid.total()))
         assert ledger.get("num_requests", 0) == paid.total()
 
         found = statuses(self.out)
-        lost = [name for name in self._results_on_disk() if found[name] != "done"]
+        on_disk = self._results_on_disk()
+        lost = [name for name in on_disk if found[name] != "done"]
         measured["configs lost"] += len(lost)
         assert lost == []
+        # A finished config's paid call is in its cache: the check of calls paid
+        # twice above has every finished config to watch.
+        assert set(on_disk) <= cached, sorted(set(on_disk) - cached)
 
     def _program_pids(self) -> list[int]:
         path = self.directory / "pids.txt"
