@@ -267,6 +267,63 @@ def test_exitfirst_leaves_configs_in_flight_todo_with_their_interruption_time(
     assert set(paid.values()) == {1}
 
 
+@WORKERS
+def test_configs_done_or_failed_earlier_are_not_started_ahead(
+    pytester: pytest.Pytester, workers: list[str]
+) -> None:
+    # x0 and x2 done, x1 failed, by a first session; the second runs x3 to x5.
+    pytester.makepyfile(exp=experiment_source(configs=6, failing=frozenset({1})))
+    first = run(pytester.path, "-k", "x0 or x1 or x2")
+    assert first.returncode == 1, first.stdout
+    result = run(pytester.path, "--delphyne-concurrency=3", *workers)
+    assert result.returncode == 1, result.stdout  # x1's stored failure
+    assert statuses(pytester.path / "out") == {
+        **{f"x{x}": "done" for x in range(6)},
+        "x1": "failed",
+    }
+    # Not a program more than the configs to run: the others only report.
+    assert Counter(lines(pytester.path, "started.txt")) == {
+        f"x{x}": 1 for x in range(6)
+    }
+    assert Counter(lines(pytester.path, "paid.txt")) == {
+        f"x{x}": 1 for x in range(6) if x != 1
+    }
+
+
+def test_configs_whose_worker_setup_failed_are_not_started_ahead(
+    pytester: pytest.Pytester,
+) -> None:
+    # exp.py's configs run; b.py's worker setup fails, so its configs (x10 to x13)
+    # fail in their turn. The configs exp.py's turns start ahead must skip them.
+    source = experiment_source(configs=4)
+    pytester.makepyfile(exp=source)
+    setup = 'note("per_worker.txt", str(os.getpid()))'
+    assert setup in source
+    assert "range(4)" in source
+    failing_setup = source.replace(setup, 'raise RuntimeError("no GPU for b")')
+    pytester.makepyfile(
+        b=failing_setup.replace("range(4)", "range(10, 14)").replace(
+            'output_dir="out"', 'output_dir="out_b"'
+        )
+    )
+    result = subprocess.run(
+        pytest_command("--delphyne-exp=b.py", "--delphyne-concurrency=3"),
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 1, result.stdout
+    assert "4 failed, 4 passed" in result.stdout, result.stdout
+    assert "no GPU for b" in result.stdout
+    assert set(statuses(pytester.path / "out_b").values()) == {"failed"}
+    # No program of b.py ran, nor was paid for.
+    assert Counter(lines(pytester.path, "started.txt")) == {
+        f"x{x}": 1 for x in range(4)
+    }
+    assert Counter(lines(pytester.path, "paid.txt")) == {f"x{x}": 1 for x in range(4)}
+
+
 def takes_ctrl_c() -> None:
     # A background job's children start with SIGINT ignored (see tests/faults).
     signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -15,6 +15,7 @@ import yaml
 
 from pytest_delphyne import layout
 from pytest_delphyne.environment import Budget
+from pytest_delphyne.items import REMOTE_REPLAY_MESSAGE
 from pytest_delphyne.ledger import LedgerWriter
 from pytest_delphyne.recorder import STATE_SAVED_MESSAGE
 from pytest_delphyne.spend_cap import SpendMeter
@@ -330,6 +331,61 @@ def test_worker_that_cannot_see_the_output_dir_ships_its_files_to_the_controller
         cache_entries = (config_dir / layout.CACHE_FILE).read_text()
         assert json.dumps(str(x)) in cache_entries
     assert (out / layout.SUMMARY_FILE).exists()
+
+
+@pytest.mark.skipif(
+    not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
+)
+def test_a_replay_on_a_worker_that_cannot_see_the_output_dir_is_refused(
+    pytester: pytest.Pytester,
+) -> None:
+    write_experiment(pytester)
+    out = pytester.path / "out"
+    pytester.runpytest_subprocess("--delphyne-exp=exp.py").assert_outcomes(passed=6)
+    before = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    hidden_python = hidden_output_python(pytester.path, out)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py",
+        "--delphyne-replay",
+        "-d",
+        "--tx",
+        f"popen//python={hidden_python}",
+    )
+    # Its caches are out of the worker's sight: each config says so, in one line.
+    result.assert_outcomes(failed=6)
+    output = result.stdout.str()
+    for x in range(1, 7):
+        message = REMOTE_REPLAY_MESSAGE.format(name=f"x{x}", output_dir=out)
+        assert message in output, output
+    assert "pytest_delphyne/" not in output, output
+    after = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    assert after == before
+
+
+@pytest.mark.skipif(
+    not _can_unshare_mounts(), reason="needs `unshare -m` (root, mount namespaces)"
+)
+def test_a_worker_that_cannot_see_the_output_dir_stops_at_the_spend_cap(
+    pytester: pytest.Pytester,
+) -> None:
+    # Each config pays 1.0; the cap is 2.0. The worker counts what it paid itself,
+    # since the ledger it wrote is out of its sight until the controller gets it.
+    source = write_experiment(pytester).read_text()
+    compute = "    env.compute(str, x)\n"
+    paying = source.replace(compute, compute + "    env.spend(price=1.0)\n")
+    assert paying != source
+    pytester.makepyfile(exp=paying)
+    out = pytester.path / "out"
+    hidden_python = hidden_output_python(pytester.path, out)
+    result = pytester.runpytest_subprocess(
+        "--delphyne-exp=exp.py",
+        "--delphyne-max-price=2",
+        "-d",
+        "--tx",
+        f"popen//python={hidden_python}",
+    )
+    assert list(statuses(pytester).values()).count("done") == 2, result.stdout.str()
+    assert "failed" not in statuses(pytester).values()
 
 
 @pytest.mark.skipif(
