@@ -109,3 +109,20 @@ def test_replay_command_counts_the_live_call_in_the_ledger(
     ]
     assert payments[0].attempt != payments[1].attempt
     result.stdout.fnmatch_lines(["*recorded run raised ConnectionError*did not*"])
+
+
+def test_a_replay_pays_nothing_the_program_says_it_spent(
+    pytester: pytest.Pytester,
+) -> None:
+    # A program that counts what it spends without telling a replayed answer apart:
+    # replayed from its cache, it makes no call, and the ledger gets no line.
+    source = EXPERIMENT.replace("replayed=answer.hit", "")
+    assert source != EXPERIMENT
+    pytester.makepyfile(exp=source)
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(passed=2)
+    before = read_payments(pytester.path / "out")
+    assert [payment.config for payment in before] == ["x1", "x2"]
+    replayed = pytester.runpytest("--delphyne-exp=exp.py", "--delphyne-replay")
+    replayed.assert_outcomes(passed=2)
+    assert paid_calls(pytester) == ["x1", "x2"]
+    assert read_payments(pytester.path / "out") == before
