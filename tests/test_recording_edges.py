@@ -320,6 +320,16 @@ def test_a_session_that_changed_nothing_leaves_the_summary_as_it_is(
     assert summary.read_text() != kept
     assert "x1" in summary.read_text()
     assert "  summary: out/results_summary.csv" in again.stdout.lines
+    # A session that changed the state writes it again: x2, set back to todo by
+    # hand, is recorded done again from its result file.
+    summary.write_text(summary.read_text() + "# written elsewhere\n")
+    state_file = pytester.path / "out" / layout.STATE_FILE
+    state = yaml.safe_load(state_file.read_text())
+    state["configs"]["x2"]["status"] = "todo"
+    state_file.write_text(yaml.safe_dump(state, sort_keys=False))
+    pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(skipped=3)
+    assert yaml_statuses(pytester.path / "out")["x2"] == "done"
+    assert "# written elsewhere" not in summary.read_text()
 
 
 # Who reads the reports: a conftest's hook (its plugin registered before the
