@@ -147,3 +147,20 @@ def test_failed_configs_marked_todo_run_again(failed_once: pytest.Pytester) -> N
     assert statuses(pytester)["x3"] == "todo"
     pytester.runpytest("--delphyne-exp=exp.py").assert_outcomes(skipped=2, failed=1)
     assert calls(pytester) == ["x1", "x2", "x3", "x3"]
+
+
+@pytest.mark.parametrize("field", ["config_name", "params", "start_time", "end_time"])
+@pytest.mark.parametrize("spoil", ["missing", "wrong-type"])
+def test_failure_file_without_one_of_its_fields_is_not_a_failure_record(
+    failed_once: pytest.Pytester, field: str, spoil: str
+) -> None:
+    directory = layout.config_dir(failed_once.path / "out", "x3")
+    failure_file = directory / layout.FAILURE_FILE
+    data = yaml.safe_load(failure_file.read_text())
+    if spoil == "missing":
+        del data[field]
+    else:
+        data[field] = ["not", "it"]
+    failure_file.write_text(yaml.safe_dump(data))
+    with pytest.raises(ResultFileError, match="no config_name, params, start_time"):
+        read_failure(directory)

@@ -464,6 +464,8 @@ def test_the_lock_is_reentrant_within_its_process(tmp_path: Path) -> None:
     with RunLock(tmp_path), RunLock(tmp_path) as inner:
         assert inner.is_held
     assert not RunLock(tmp_path).is_held
+    # No directory, no lock held on it.
+    assert not RunLock(tmp_path / "missing").is_held
 
 
 def test_save_writes_an_index_that_the_next_load_reads(tmp_path: Path) -> None:
