@@ -10,7 +10,7 @@ Each module runs only the test files `scope.toml` maps it to, with the operators
 them from the original) are left out of the score. The command exits 1 when a
 non-equivalent mutant survives or the score is under `--min-score`.
 
-    python mutation/run_mutants.py                            # every module
+    python mutation/run_mutants.py --jobs 2                   # every module, 2 at once
     python mutation/run_mutants.py --module pytest_delphyne/lock.py
     python mutation/run_mutants.py --changed-since origin/main --min-score 90
 """
