@@ -7,58 +7,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from test_replay_ledger import EXPERIMENT as LEDGER_EXPERIMENT
+from test_replay_ledger import paid_calls
 
 from pytest_delphyne import layout
 from pytest_delphyne.items import CACHE_GONE_MESSAGE
 
-# x1 asks one paid question; x2 raises in `instantiate`, before any call. Every real
-# call appends its config to `paid.txt`.
-EXPERIMENT = """
-from dataclasses import dataclass
-from pathlib import Path
-
-from pytest_delphyne import Experiment, Outcome, Run
-
-HERE = Path(__file__).parent
-
-
-def program(env, x):
-    def ask():
-        with (HERE / "paid.txt").open("a") as paid:
-            paid.write(f"x{x}\\n")
-        return x * x
-
-    answer = env.cached_call("ask", {"x": x}, ask)
-    env.spend(num_requests=1, price=0.25, replayed=answer.hit)
-    return Outcome(success=True, values=[answer.value])
-
-
-@dataclass
-class Config:
-    x: int
-
-    def instantiate(self, context):
-        if self.x == 2:
-            raise RuntimeError("no model named for x2")
-        return Run(program=program, args={"x": self.x})
-
-
-experiment = Experiment(
-    config_class=Config,
-    output_dir="out",
-    configs=[Config(1), Config(2)],
-    config_naming=lambda config, uuid: f"x{config.x}",
+# The replay ledger's experiment (x1 and x2 each ask one paid question, appended to
+# `paid.txt` when really made), where x2 raises in `instantiate`, before any call.
+EXPERIMENT = LEDGER_EXPERIMENT.replace(
+    "    def instantiate(self, context):\n",
+    "    def instantiate(self, context):\n"
+    "        if self.x == 2:\n"
+    '            raise RuntimeError("no model named for x2")\n',
 )
-"""
 
 
 def config_files(pytester: pytest.Pytester) -> dict[Path, bytes]:
     configs = pytester.path / "out" / layout.CONFIGS_DIR
     return {path: path.read_bytes() for path in configs.rglob("*") if path.is_file()}
-
-
-def paid_calls(pytester: pytest.Pytester) -> list[str]:
-    return (pytester.path / "paid.txt").read_text().split()
 
 
 # Run without caching, or with it and then replayed without.
